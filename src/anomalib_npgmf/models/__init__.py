@@ -1,0 +1,6 @@
+"""Our anomalib models. Importing this module defines them as ``AnomalibModule`` subclasses, which is what makes
+anomalib's ``get_model("Npgmf")`` and ``--model Npgmf`` find them (see :mod:`anomalib_npgmf._register`)."""
+
+from .npgmf import Npgmf
+
+__all__ = ["Npgmf"]

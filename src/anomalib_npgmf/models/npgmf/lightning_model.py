@@ -1,0 +1,266 @@
+"""NPGMF as an anomalib model: ``anomalib train --model Npgmf ...``.
+
+Normality-Prior Guided Multi-semantic Fusion (arXiv 2506.18544), reconstructed where the paper is silent; see
+``README.md`` beside this file for what is stated and what is ours.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_npgmf import Npgmf
+    >>> from anomalib_npgmf.data import MVTecLOCO
+    >>> model = Npgmf(backbone="resnet18", pre_trained=False, clip_model="ViT-B-32", image_size=(128, 128))
+    >>> Engine(max_epochs=2).train(model, datamodule=MVTecLOCO(root="datasets/demo", category="demo_box"))
+"""
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import optim
+from tqdm.auto import tqdm
+
+from anomalib_npgmf.models.common import PluginExportMixin, gather_unique_by_key
+
+from .components import clip_text_dim, encode_category_names, resolve_clip_weights
+from .loss import NpgmfLoss
+from .torch_model import NpgmfModel
+
+logger = logging.getLogger(__name__)
+
+
+class Npgmf(PluginExportMixin, AnomalibModule):
+    """NPGMF: reverse distillation guided by normality priors, plus a structural branch, scores fused.
+
+    Args:
+        backbone: Frozen timm CNN encoder. Paper: ``resnet101``; ``resnet18`` / ``wide_resnet50_2`` for CPUs.
+        pre_trained: Use pretrained encoder and CLIP weights (the paper's setting). They are read from local files
+            only (``backbone_weights``, ``clip_weights`` or ``$ANOMALIB_NPGMF_WEIGHTS_DIR``); missing files fail at
+            construction. ``False`` trains from random initialisation (tests, demo, air-gapped trials).
+        backbone_weights: Local file with the encoder's timm weights (``.safetensors`` or a torch state dict).
+        clip_model: open_clip architecture of the text tower (AGC).
+        clip_weights: Local open_clip checkpoint of ``clip_model``.
+        category: Category name fed to the text prior; by default the datamodule's ``category``.
+        image_size: Fixed (H, W) the pre-processor resizes to; the exported graph has this size.
+        bottleneck_channels: Width of both bottlenecks.
+        oce_strides: Strides of the OCE's two convolutions on f_E^5 (paper ``(2, 2)``).
+        codebook_size: Codes per codebook (K); ``0`` disables the codebooks (ablation).
+        num_codebooks: Number of codebooks over channel groups.
+        prior_channels: Channels of the category prior map; ``0`` disables AGC (ablation).
+        use_logical: Keep the logical branch M_LAD (ablation switch).
+        use_structural: Keep the structural branch M_SAD (ablation switch).
+        fusion_weights: Weights of the (logical, structural) normalised maps.
+        learning_rate: Adam learning rate of both students.
+        pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet101",
+        pre_trained: bool = True,
+        backbone_weights: str | None = None,
+        clip_model: str = "ViT-B-32",
+        clip_weights: str | None = None,
+        category: str | None = None,
+        image_size: tuple[int, int] | int = (256, 256),
+        bottleneck_channels: int = 256,
+        oce_strides: Sequence[int] = (2, 2),
+        codebook_size: int = 256,
+        num_codebooks: int = 2,
+        prior_channels: int = 64,
+        use_logical: bool = True,
+        use_structural: bool = True,
+        fusion_weights: Sequence[float] = (0.5, 0.5),
+        learning_rate: float = 0.005,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        image_size = _as_size(image_size)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor(image_size)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        uses_prior = use_logical and prior_channels > 0
+        # Resolve every pretrained file now, so a missing one fails before any data is read.
+        self._clip_weights_file = resolve_clip_weights(clip_model, pre_trained, clip_weights) if uses_prior else None
+        self.learning_rate = learning_rate
+        self.model = NpgmfModel(
+            input_size=tuple(self.input_size or image_size),
+            backbone=backbone,
+            pre_trained=pre_trained,
+            backbone_weights=backbone_weights,
+            bottleneck_channels=bottleneck_channels,
+            oce_strides=tuple(oce_strides),
+            codebook_size=codebook_size,
+            num_codebooks=num_codebooks,
+            prior_channels=prior_channels if use_logical else 0,
+            text_dim=clip_text_dim(clip_model) if uses_prior else 1,
+            use_logical=use_logical,
+            use_structural=use_structural,
+            fusion_weights=tuple(fusion_weights),
+        )
+        self.loss = NpgmfLoss()
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | int | None = None) -> PreProcessor:
+        """Fixed resize + ImageNet normalisation: the exported graph then always sees the size it was built for."""
+        return AnomalibModule.configure_pre_processor(_as_size(image_size or (256, 256)))
+
+    # ----------------------------------------------------------------------------------------- priors and norms
+    def _category_names(self) -> list[str]:
+        if self.hparams.get("category"):
+            return [self.hparams["category"]]
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        category = getattr(datamodule, "category", None)
+        if not category:
+            msg = (
+                "Npgmf's text prior needs the category name: pass `category=` (CLI: --model.category NAME) or use a "
+                "datamodule that has a `category` (e.g. MVTecLOCO, MVTecAD, Folder with name=...)."
+            )
+            raise ValueError(msg)
+        return [str(category)]
+
+    def _ensure_prior(self) -> None:
+        """Embed the category name once with the frozen CLIP text tower (restored checkpoints already carry it)."""
+        prior = self.model.prior
+        if prior is None or bool(prior.ready):
+            return
+        names = self._category_names()
+        logger.info("Npgmf: encoding category prompt(s) %s with CLIP %s", names, self.hparams["clip_model"])
+        embedding = encode_category_names(names, self.hparams["clip_model"], self._clip_weights_file)
+        prior.set_embedding(embedding.to(prior.text_embedding.device))
+
+    def on_fit_start(self) -> None:
+        """Set up the text prior before the first training step."""
+        self._ensure_prior()
+
+    def on_test_start(self) -> None:
+        """Scoring an untrained or restored model: make sure prior and normalisation exist."""
+        self._ensure_ready_for_inference()
+
+    def on_predict_start(self) -> None:
+        """See :meth:`on_test_start`."""
+        self._ensure_ready_for_inference()
+
+    def _ensure_ready_for_inference(self) -> None:
+        self._ensure_prior()
+        if not bool(self.model.structural_norm.fitted) and not bool(self.model.logical_norm.fitted):
+            logger.warning(
+                "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
+                "Train with a validation split of normal images for calibrated scores."
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        """Fit each branch's map normalisation on the normal validation images, before they are scored.
+
+        Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
+        its threshold are already on the final scale.
+        """
+        self.fit_normalization(self.trainer.val_dataloaders)
+
+    @torch.no_grad()
+    def fit_normalization(self, dataloaders: Iterable | None) -> None:
+        """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
+        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
+        keys: list[str] = []
+        maps: dict[str, list[torch.Tensor]] = {"logical": [], "structural": []}
+        was_training = self.model.training
+        self.model.eval()
+        for loader in loaders:
+            if loader is None:
+                continue
+            for batch in tqdm(loader, desc="Npgmf: fitting map normalisation", leave=False, disable=None):
+                normal = _normal_mask(batch)
+                if not bool(normal.any()):
+                    continue
+                images = batch.image[normal].to(self.device)
+                if self.pre_processor is not None and self.pre_processor.transform is not None:
+                    images = self.pre_processor.transform(images)
+                for branch, branch_map in self.model.raw_maps(images).items():
+                    maps[branch].extend(branch_map.cpu())
+                keys.extend(path for path, keep in zip(_paths(batch), normal.tolist(), strict=True) if keep)
+        self.model.train(was_training)
+        for branch, normalizer in (("logical", self.model.logical_norm), ("structural", self.model.structural_norm)):
+            if not maps[branch] and not keys:
+                continue
+            gathered = gather_unique_by_key(keys, maps[branch])
+            if not gathered:
+                continue
+            normalizer.fit([m.to(self.device) for m in gathered])
+            normalizer.to(self.device)
+        if not keys:
+            logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
+
+    # ----------------------------------------------------------------------------------------- training
+    def configure_optimizers(self) -> optim.Optimizer:
+        """Adam on both students (RD's settings); the encoder and the text embedding stay frozen."""
+        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        return optim.Adam(trainable, lr=self.learning_rate, betas=(0.5, 0.999))
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Both branches learn to reconstruct the frozen encoder's features of normal images."""
+        del args, kwargs
+        losses = self.loss(self.model(batch.image))
+        for name, value in losses.items():
+            self.log(f"train_{name}", value.detach(), on_epoch=True, on_step=False, prog_bar=name == "loss",
+                     batch_size=batch.image.shape[0], sync_dist=True)
+        return {"loss": losses["loss"]}
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score validation images (anomalib's post-processor fits its threshold on these)."""
+        del args, kwargs
+        return batch.update(**self.model(batch.image)._asdict())
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """No gradient clipping (RD), no sanity validation (it would fit normalisation on an untrained model)."""
+        return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Trained on normal images only."""
+        return LearningType.ONE_CLASS
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the package version, so later versions can refuse or convert old checkpoints clearly."""
+        super().on_save_checkpoint(checkpoint)
+        from anomalib_npgmf import __version__  # noqa: PLC0415
+
+        checkpoint["anomalib_npgmf_version"] = __version__
+
+
+def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 32:
+        msg = f"image_size must be an int or (height, width) with both sides >= 32, got {size}"
+        raise ValueError(msg)
+    return size
+
+
+def _normal_mask(batch: Batch) -> torch.Tensor:
+    """Which images of a batch are normal (all of them when the batch has no labels, e.g. LOCO validation)."""
+    count = batch.image.shape[0]
+    if batch.gt_label is None:
+        return torch.ones(count, dtype=torch.bool)
+    return torch.as_tensor(batch.gt_label).reshape(-1).cpu() == 0
+
+
+def _paths(batch: Batch) -> list[str]:
+    count = batch.image.shape[0]
+    paths = batch.image_path if batch.image_path is not None else [None] * count
+    return [str(path) if path is not None else f"#{id(batch)}-{index}" for index, path in enumerate(paths)]

@@ -1,0 +1,228 @@
+"""PyTorch model of NPGMF: logical branch (M_LAD) + structural branch (M_SAD) on one frozen encoder.
+
+Training returns the teacher features and each branch's reconstruction; eval returns anomalib's ``InferenceBatch``
+with the fused, normalised map and its maximum as the image score. Everything eval needs (text embedding, codebooks,
+normalisation constants) is a buffer, so the exported graph is self-contained.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from anomalib.data import InferenceBatch
+from anomalib.models.components import GaussianBlur2d
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from anomalib_npgmf.models.common import QuantileMapNormalizer
+
+from .components import (
+    CategoryPrior,
+    FrozenEncoder,
+    GroupedVectorQuantizer,
+    MultiScaleBottleneck,
+    OneClassEmbedding,
+    ReconstructionDecoder,
+)
+from .loss import cosine_distance_map
+
+
+class LogicalBranch(nn.Module):
+    """M_LAD: OCE bottleneck on f_E^5, snapped to normal codes, fused with the category prior, decoded.
+
+    [paper] the prior replaces the raw bottleneck as the decoder's input; [ours] fusion operator = concat + 1x1 conv
+    of [bottleneck, codes, prior map] at the bottleneck and concat of the prior map at every decoder stage; a learned
+    position embedding is added before quantisation so codes can depend on where a cell is.
+    """
+
+    def __init__(
+        self,
+        deepest_channels: int,
+        level_channels: Sequence[int],
+        bottleneck_channels: int,
+        oce_strides: Sequence[int],
+        prior: CategoryPrior | None,
+        quantizer: GroupedVectorQuantizer | None,
+        bottleneck_cells: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        self.oce = OneClassEmbedding(deepest_channels, bottleneck_channels, oce_strides)
+        self.position = nn.Parameter(torch.zeros(1, bottleneck_channels, *bottleneck_cells))
+        self.quantizer = quantizer
+        self.prior = prior
+        prior_channels = prior.out_channels if prior is not None else 0
+        fused_in = bottleneck_channels * (2 if quantizer is not None else 1) + prior_channels
+        self.fuse = nn.Conv2d(fused_in, bottleneck_channels, kernel_size=1)
+        self.decoder = ReconstructionDecoder(bottleneck_channels, level_channels, prior_channels)
+
+    def forward(
+        self, levels: Sequence[torch.Tensor], deepest: torch.Tensor, category_index: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Reconstruct ``levels`` from the prior-guided bottleneck; returns (reconstruction, commitment loss)."""
+        embedding = self.oce(deepest) + self.position
+        parts = [embedding]
+        commitment = embedding.new_zeros(())
+        if self.quantizer is not None:
+            codes, commitment, _ = self.quantizer(embedding)
+            parts.append(codes)
+        prior_grid = None
+        if self.prior is not None:
+            prior_grid = self.prior.grid_map(embedding.shape[0], category_index)
+            parts.append(CategoryPrior.at(prior_grid, embedding.shape[-2:]))
+        fused = self.fuse(torch.cat(parts, dim=1))
+        reconstruction = self.decoder(fused, [level.shape[-2:] for level in levels], prior_grid)
+        return reconstruction, commitment
+
+
+class StructuralBranch(nn.Module):
+    """M_SAD [ours]: plain reverse distillation (RD's multi-scale OCBE, no priors) sharing the frozen encoder.
+
+    Strong on local defects and nearly free on a CPU, since the encoder pass is shared with M_LAD.
+    """
+
+    def __init__(self, level_channels: Sequence[int], bottleneck_channels: int) -> None:
+        super().__init__()
+        self.bottleneck = MultiScaleBottleneck(level_channels, bottleneck_channels)
+        self.decoder = ReconstructionDecoder(bottleneck_channels, level_channels)
+
+    def forward(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Reconstruct ``levels`` from their own compressed embedding."""
+        return self.decoder(self.bottleneck(levels), [level.shape[-2:] for level in levels])
+
+
+class NpgmfModel(nn.Module):
+    """NPGMF network.
+
+    Args:
+        input_size: (H, W) after pre-processing; fixed, so the exported graph has a fixed size.
+        backbone: timm CNN with 5 stages (paper: ``resnet101``).
+        pre_trained: Load local pretrained encoder weights.
+        backbone_weights: Local encoder weights file.
+        bottleneck_channels: Channels of both branches' bottlenecks.
+        oce_strides: Strides of the OCE's two convolutions.
+        codebook_size: Codes per codebook (K); 0 disables the codebooks.
+        num_codebooks: Codebooks (channel groups).
+        prior_channels: Channels of the category prior map; 0 disables AGC.
+        text_dim: Width of the CLIP text embedding the prior holds.
+        num_categories: Categories whose embeddings the prior holds.
+        use_logical / use_structural: Ablation switches for the branches.
+        fusion_weights: Weights of (logical, structural) normalised maps in the fused map.
+        blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        backbone: str = "resnet101",
+        pre_trained: bool = True,
+        backbone_weights: str | None = None,
+        bottleneck_channels: int = 256,
+        oce_strides: Sequence[int] = (2, 2),
+        codebook_size: int = 256,
+        num_codebooks: int = 2,
+        prior_channels: int = 64,
+        text_dim: int = 512,
+        num_categories: int = 1,
+        use_logical: bool = True,
+        use_structural: bool = True,
+        fusion_weights: Sequence[float] = (0.5, 0.5),
+        blur_sigma: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if not (use_logical or use_structural):
+            msg = "at least one of use_logical / use_structural must be true"
+            raise ValueError(msg)
+        if len(fusion_weights) != 2 or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
+            msg = f"fusion_weights must be two non-negative numbers with a positive sum, got {list(fusion_weights)}"
+            raise ValueError(msg)
+        self.input_size = tuple(input_size)
+        self.encoder = FrozenEncoder(backbone, pre_trained, backbone_weights)
+        if len(self.encoder.channels) != 4:
+            msg = f"backbone '{backbone}' must expose 4 feature stages after the stem (ResNet-like); it has "
+            msg += f"{len(self.encoder.channels)}"
+            raise ValueError(msg)
+        level_channels = self.encoder.channels[:3]
+        self.logical: LogicalBranch | None = None
+        self.structural: StructuralBranch | None = None
+        if use_logical:
+            cells = _bottleneck_cells(self.encoder, input_size, oce_strides)
+            prior = CategoryPrior(text_dim, prior_channels, num_categories) if prior_channels > 0 else None
+            quantizer = (
+                GroupedVectorQuantizer(bottleneck_channels, codebook_size, num_codebooks) if codebook_size else None
+            )
+            self.logical = LogicalBranch(
+                self.encoder.channels[3], level_channels, bottleneck_channels, oce_strides, prior, quantizer, cells
+            )
+        if use_structural:
+            self.structural = StructuralBranch(level_channels, bottleneck_channels)
+        self.logical_norm = QuantileMapNormalizer()
+        self.structural_norm = QuantileMapNormalizer()
+        total = float(sum(fusion_weights))
+        self.fusion_weights = (fusion_weights[0] / total, fusion_weights[1] / total)
+        self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1, kernel_size=2 * int(4.0 * blur_sigma + 0.5) + 1)
+
+    @property
+    def prior(self) -> CategoryPrior | None:
+        """The category prior (AGC), when the logical branch uses one."""
+        return self.logical.prior if self.logical is not None else None
+
+    def reconstruct(
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        """Teacher features and both students' reconstructions (what the loss and the maps are made of)."""
+        *levels, deepest = self.encoder(images)
+        outputs: dict[str, list[torch.Tensor] | torch.Tensor] = {"teacher": levels}
+        outputs["commitment"] = images.new_zeros(())
+        if self.logical is not None:
+            outputs["logical"], outputs["commitment"] = self.logical(levels, deepest, category_index)
+        if self.structural is not None:
+            outputs["structural"] = self.structural(levels)
+        return outputs
+
+    def _branch_map(self, teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sum over levels of the upsampled cosine distance, blurred: (B, 1, H, W)."""
+        total = 0.0
+        for t, s in zip(teacher, student, strict=True):
+            distance = cosine_distance_map(t, s).unsqueeze(1)
+            total = total + F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
+        return self.blur(total)
+
+    def raw_maps(
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Un-normalised map of each active branch (used to fit the normalisation)."""
+        outputs = self.reconstruct(images, category_index)
+        return {
+            branch: self._branch_map(outputs["teacher"], outputs[branch])
+            for branch in ("logical", "structural")
+            if branch in outputs
+        }
+
+    def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalise each branch's map on its normal-image quantiles and take the weighted sum."""
+        fused = 0.0
+        if "logical" in raw:
+            fused = fused + self.fusion_weights[0] * self.logical_norm(raw["logical"])
+        if "structural" in raw:
+            fused = fused + self.fusion_weights[1] * self.structural_norm(raw["structural"])
+        return fused
+
+    def forward(
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor] | torch.Tensor] | InferenceBatch:
+        """Training: features for the loss. Eval: ``InferenceBatch(pred_score, anomaly_map)``."""
+        if self.training:
+            return self.reconstruct(images, category_index)
+        anomaly_map = self.fuse(self.raw_maps(images, category_index))
+        pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
+        return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+
+def _bottleneck_cells(encoder: FrozenEncoder, input_size: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
+    """Spatial size of the OCE output for the fixed input size (one dummy encoder pass; kernel 3, padding 1)."""
+    deepest = encoder(torch.zeros(1, 3, *input_size))[-1]
+    cells = []
+    for side in deepest.shape[-2:]:
+        for stride in strides:
+            side = (side - 1) // stride + 1
+        cells.append(int(side))
+    return cells[0], cells[1]
