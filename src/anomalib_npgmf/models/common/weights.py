@@ -96,16 +96,30 @@ def create_timm_encoder(
     path = resolve_weights_file("backbone", architecture, weights_path, parameter, f"{architecture}.safetensors")
     state = load_state_dict_file(path)
     target = model.state_dict()
-    # features_only wrappers drop the classifier: ignore weights the wrapper has no place for.
+    # features_only wrappers drop the classifier (and, with out_indices, the deepest stages): those weights have no
+    # place in the wrapper and are skipped; anything else the file holds means it is another architecture.
+    skipped_prefixes = _prefixes_without_place(model, timm_kwargs)
     usable = {key: value for key, value in state.items() if key in target}
     missing = [key for key in target if key not in usable]
+    unexpected = [key for key in state if key not in target and not key.startswith(skipped_prefixes)]
     wrong_shape = [key for key, value in usable.items() if value.shape != target[key].shape]
-    if missing or wrong_shape:
-        detail = ", ".join((missing + wrong_shape)[:5])
+    if missing or unexpected or wrong_shape:
+        detail = ", ".join((missing + unexpected + wrong_shape)[:5])
         msg = (
-            f"{parameter}={path} does not fit backbone '{architecture}': {len(missing)} tensors missing and "
-            f"{len(wrong_shape)} of another shape (e.g. {detail}). Supply the weights of '{architecture}'."
+            f"{parameter}={path} does not fit backbone '{architecture}': {len(missing)} tensors missing, "
+            f"{len(unexpected)} unexpected and {len(wrong_shape)} of another shape (e.g. {detail}). Supply the weights "
+            f"of '{architecture}'."
         )
         raise ValueError(msg)
     model.load_state_dict(usable, strict=False)
     return model
+
+
+def _prefixes_without_place(model: nn.Module, timm_kwargs: dict) -> tuple[str, ...]:
+    """State-dict prefixes a (features-only) timm model legitimately lacks: its classifier and final norm/head."""
+    if not timm_kwargs.get("features_only"):
+        return ()
+    config = getattr(model, "pretrained_cfg", None) or {}
+    classifier = config.get("classifier")
+    names = [classifier] if isinstance(classifier, str) else list(classifier or [])
+    return tuple(f"{name}." for name in [*names, "head", "fc", "classifier", "global_pool"])

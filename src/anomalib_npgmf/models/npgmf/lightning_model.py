@@ -124,7 +124,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         if self.hparams.get("category"):
             return [self.hparams["category"]]
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        category = getattr(datamodule, "category", None)
+        # MVTecAD/MVTecLOCO/VisA carry `category`; anomalib's Folder carries the user's `name`.
+        category = getattr(datamodule, "category", None) or getattr(datamodule, "_name", None)
         if not category:
             msg = (
                 "Npgmf's text prior needs the category name: pass `category=` (CLI: --model.category NAME) or use a "

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+import torch
+
+from anomalib_npgmf.models.common import QuantileMapNormalizer
+
+
+def test_fit_uses_pooled_quantiles_and_maps_them_to_0_and_0_1():
+    values = torch.arange(1000, dtype=torch.float32).reshape(10, 1, 10, 10)
+    normalizer = QuantileMapNormalizer(0.9, 0.995)
+    normalizer.fit(list(values))
+    expected_low, expected_high = np.quantile(np.arange(1000.0), [0.9, 0.995])
+    assert float(normalizer.q_low) == pytest.approx(expected_low)
+    assert float(normalizer.q_high) == pytest.approx(expected_high)
+    out = normalizer(torch.tensor([expected_low, expected_high]))
+    assert out.tolist() == pytest.approx([0.0, 0.1], abs=1e-5)
+    assert bool(normalizer.fitted)
+
+
+def test_constant_maps_keep_a_finite_scale():
+    normalizer = QuantileMapNormalizer()
+    normalizer.fit([torch.full((4, 4), 2.0)])
+    assert torch.isfinite(normalizer(torch.tensor([2.0, 3.0]))).all()
+
+
+def test_nan_maps_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        QuantileMapNormalizer().fit([torch.tensor([1.0, float("nan")])])
+
+
+def test_bad_quantiles_are_refused():
+    with pytest.raises(ValueError, match="low_quantile"):
+        QuantileMapNormalizer(0.9, 0.5)
