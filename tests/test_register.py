@@ -36,7 +36,8 @@ def test_get_model_resolves_the_short_name_in_a_fresh_interpreter():
 
 def test_hook_can_be_switched_off():
     result = _run(
-        "import sys, anomalib.models; print('anomalib_npgmf.models' in sys.modules)", env={"ANOMALIB_NPGMF_NO_HOOK": "1"}
+        "import sys, anomalib.models; print('anomalib_npgmf.models' in sys.modules)",
+        env={"ANOMALIB_NPGMF_NO_HOOK": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
@@ -49,7 +50,9 @@ def test_python_starts_cleanly_without_anomalib(tmp_path: Path):
     site_packages = Path(
         subprocess.run(
             [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     )
     ours = Path(sysconfig.get_paths()["purelib"])
@@ -78,7 +81,9 @@ ANOMALIB = str(Path(sys.executable).parent / "anomalib")
 def test_anomalib_cli_subcommands_resolve_the_short_name(arguments: list[str]):
     result = subprocess.run(
         [ANOMALIB, *arguments, "--model", "Npgmf", "--model.pre_trained", "false", "--print_config"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path: anomalib_npgmf" in result.stdout
@@ -89,8 +94,12 @@ def test_a_leftover_start_up_file_without_the_package_is_silent(tmp_path: Path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     site_packages = Path(
-        subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                       capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     )
     ours = Path(sysconfig.get_paths()["purelib"]) / "anomalib_npgmf_startup.pth"
     (site_packages / ours.name).write_text(ours.read_text())

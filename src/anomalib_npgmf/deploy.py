@@ -43,8 +43,8 @@ def list_images(source: Path) -> list[Path]:
 
 def heatmap_overlay(image_path: Path, anomaly_map: np.ndarray) -> bytes:
     """PNG bytes of the image with its anomaly map (min-max scaled per image) overlaid."""
-    from anomalib.visualization.image.functional import apply_colormap, overlay_image  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
+    from anomalib.visualization.image.functional import apply_colormap, overlay_image
+    from PIL import Image
 
     image = Image.open(image_path).convert("RGB")
     heat = np.asarray(anomaly_map, dtype=np.float32).squeeze()
@@ -67,14 +67,16 @@ def main_predict_openvino(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
     arguments = parser.parse_args(argv)
 
-    from anomalib.deploy import OpenVINOInferencer  # noqa: PLC0415
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from anomalib.deploy import OpenVINOInferencer
+    from tqdm.auto import tqdm
 
     if not arguments.model.is_file():
         msg = f"--model {arguments.model} does not exist (expected the exported .xml or .onnx file)"
         raise FileNotFoundError(msg)
     images = list_images(arguments.input)
-    inferencer = OpenVINOInferencer(arguments.model, device=arguments.device, config=openvino_config(arguments.precision))
+    inferencer = OpenVINOInferencer(
+        arguments.model, device=arguments.device, config=openvino_config(arguments.precision)
+    )
     rows = []
     for image_path in tqdm(images, desc="OpenVINO predict", unit="img"):
         prediction = inferencer.predict(image_path)
@@ -85,8 +87,9 @@ def main_predict_openvino(argv: list[str] | None = None) -> int:
         heatmap_path = arguments.output / "heatmaps" / relative.with_suffix(".png")
         with atomic_write(heatmap_path) as temporary:
             temporary.write_bytes(heatmap_overlay(image_path, prediction.anomaly_map))
-        rows.append({"image": str(image_path), "pred_score": f"{score:.6f}", "pred_label": label,
-                     "heatmap": str(heatmap_path)})
+        rows.append(
+            {"image": str(image_path), "pred_score": f"{score:.6f}", "pred_label": label, "heatmap": str(heatmap_path)}
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["image", "pred_score", "pred_label", "heatmap"])
     writer.writeheader()

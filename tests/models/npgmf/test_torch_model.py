@@ -52,12 +52,37 @@ def test_eval_returns_inference_batch_at_input_size(model):
     assert torch.allclose(result.pred_score, result.anomaly_map.amax(dim=(-3, -2, -1)))
 
 
-def test_fusion_is_the_weighted_sum_of_normalised_maps(model):
+def test_fusion_is_the_weighted_sum_of_normalised_maps():
+    model = NpgmfModel(
+        (64, 64), "resnet18", False, bottleneck_channels=32, prior_channels=0, fusion_weights=(1.0, 2.0, 1.0)
+    )
     model.logical_norm.fit([torch.tensor([0.0, 1.0])])
     model.structural_norm.fit([torch.tensor([0.0, 2.0])])
-    raw = {"logical": torch.full((1, 1, 2, 2), 1.0), "structural": torch.full((1, 1, 2, 2), 2.0)}
-    expected = 0.5 * model.logical_norm(raw["logical"]) + 0.5 * model.structural_norm(raw["structural"])
+    model.global_norm.fit([torch.tensor([0.0, 4.0])])
+    raw = {
+        "logical": torch.full((1, 1, 2, 2), 1.0),
+        "structural": torch.full((1, 1, 2, 2), 2.0),
+        "global": torch.full((1, 1, 2, 2), 3.0),
+    }
+    expected = (
+        0.25 * model.logical_norm(raw["logical"])
+        + 0.5 * model.structural_norm(raw["structural"])
+        + 0.25 * model.global_norm(raw["global"])
+    )
     assert torch.allclose(model.fuse(raw), expected)
+
+
+def test_global_prior_map_is_constant_per_image_and_zero_before_fitting(model):
+    model.eval()
+    images = torch.randn(2, 3, 64, 64)
+    assert torch.equal(model.raw_maps(images)["global"], torch.zeros(2, 1, 64, 64))
+    *levels, _ = model.encoder(torch.randn(6, 3, 64, 64))
+    from anomalib_npgmf.models.npgmf.components import pooled_descriptor
+
+    model.global_prior.fit(pooled_descriptor(levels))
+    global_map = model.raw_maps(images)["global"]
+    assert (global_map > 0).all()
+    assert torch.equal(global_map, global_map[:, :, :1, :1].expand_as(global_map))
 
 
 def test_ablations_drop_the_parts():
@@ -68,6 +93,8 @@ def test_ablations_drop_the_parts():
     assert only_structural.logical is None
     assert only_structural(torch.randn(1, 3, 64, 64)).anomaly_map.shape == (1, 1, 64, 64)
     with pytest.raises(ValueError, match="use_logical"):
-        NpgmfModel((64, 64), "resnet18", False, use_logical=False, use_structural=False)
+        NpgmfModel((64, 64), "resnet18", False, use_logical=False, use_structural=False, use_global_prior=False)
     with pytest.raises(ValueError, match="fusion_weights"):
-        NpgmfModel((64, 64), "resnet18", False, fusion_weights=(1.0, -1.0))
+        NpgmfModel((64, 64), "resnet18", False, fusion_weights=(1.0, -1.0, 1.0))
+    with pytest.raises(ValueError, match="fusion_weights"):
+        NpgmfModel((64, 64), "resnet18", False, fusion_weights=(1.0, 1.0))

@@ -12,7 +12,7 @@ Example:
 """
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,11 +29,13 @@ from tqdm.auto import tqdm
 
 from anomalib_npgmf.models.common import PluginExportMixin, gather_unique_by_key
 
-from .components import clip_text_dim, encode_category_names, resolve_clip_weights
+from .components import clip_text_dim, encode_category_names, pooled_descriptor, resolve_clip_weights
 from .loss import NpgmfLoss
 from .torch_model import NpgmfModel
 
 logger = logging.getLogger(__name__)
+
+PARTS = ("logical", "structural", "global")
 
 
 class Npgmf(PluginExportMixin, AnomalibModule):
@@ -56,7 +58,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         prior_channels: Channels of the category prior map; ``0`` disables AGC (ablation).
         use_logical: Keep the logical branch M_LAD (ablation switch).
         use_structural: Keep the structural branch M_SAD (ablation switch).
-        fusion_weights: Weights of the (logical, structural) normalised maps.
+        use_global_prior: Keep M_LAD's global normality prior (image-level Gaussian of pooled features).
+        fusion_weights: Weights of the (local logical, structural, global) normalised maps.
         learning_rate: Adam learning rate of both students.
         pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
     """
@@ -77,7 +80,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         prior_channels: int = 64,
         use_logical: bool = True,
         use_structural: bool = True,
-        fusion_weights: Sequence[float] = (0.5, 0.5),
+        use_global_prior: bool = True,
+        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -110,6 +114,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
             text_dim=clip_text_dim(clip_model) if uses_prior else 1,
             use_logical=use_logical,
             use_structural=use_structural,
+            use_global_prior=use_global_prior,
             fusion_weights=tuple(fusion_weights),
         )
         self.loss = NpgmfLoss()
@@ -158,52 +163,72 @@ class Npgmf(PluginExportMixin, AnomalibModule):
 
     def _ensure_ready_for_inference(self) -> None:
         self._ensure_prior()
-        if not bool(self.model.structural_norm.fitted) and not bool(self.model.logical_norm.fitted):
+        if not any(bool(self.model.normalizer(part).fitted) for part in PARTS):
             logger.warning(
                 "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
                 "Train with a validation split of normal images for calibrated scores."
             )
 
     def on_validation_epoch_start(self) -> None:
-        """Fit each branch's map normalisation on the normal validation images, before they are scored.
+        """Fit the global prior (once) and each part's map normalisation, before the validation images are scored.
 
         Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
         its threshold are already on the final scale.
         """
+        global_prior = self.model.global_prior
+        if global_prior is not None and not bool(global_prior.fitted):
+            self.fit_global_prior(self.trainer.train_dataloader)
         self.fit_normalization(self.trainer.val_dataloaders)
+
+    @torch.no_grad()
+    def fit_global_prior(self, dataloader: Iterable | None) -> None:
+        """Fit the global normality prior on the (normal) training images, gathered over DDP ranks."""
+        if dataloader is None:
+            logger.warning("Npgmf: no training dataloader to fit the global prior on; it stays off.")
+            return
+        keys: list[str] = []
+        descriptors: list[torch.Tensor] = []
+        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the global normality prior"):
+            *levels, _ = self.model.encoder(images)
+            descriptors.extend(pooled_descriptor(levels).cpu())
+            keys.extend(paths)
+        gathered = gather_unique_by_key(keys, descriptors)
+        self.model.global_prior.fit(torch.stack(gathered).to(self.device))
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:
         """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
-        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
         keys: list[str] = []
-        maps: dict[str, list[torch.Tensor]] = {"logical": [], "structural": []}
+        maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
         was_training = self.model.training
         self.model.eval()
+        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
         for loader in loaders:
             if loader is None:
                 continue
-            for batch in tqdm(loader, desc="Npgmf: fitting map normalisation", leave=False, disable=None):
-                normal = _normal_mask(batch)
-                if not bool(normal.any()):
-                    continue
-                images = batch.image[normal].to(self.device)
-                if self.pre_processor is not None and self.pre_processor.transform is not None:
-                    images = self.pre_processor.transform(images)
-                for branch, branch_map in self.model.raw_maps(images).items():
-                    maps[branch].extend(branch_map.cpu())
-                keys.extend(path for path, keep in zip(_paths(batch), normal.tolist(), strict=True) if keep)
+            for images, paths in self._normal_images(loader, "Npgmf: fitting map normalisation"):
+                for part, part_map in self.model.raw_maps(images).items():
+                    maps[part].extend(part_map.cpu())
+                keys.extend(paths)
         self.model.train(was_training)
-        for branch, normalizer in (("logical", self.model.logical_norm), ("structural", self.model.structural_norm)):
-            if not maps[branch] and not keys:
-                continue
-            gathered = gather_unique_by_key(keys, maps[branch])
-            if not gathered:
-                continue
-            normalizer.fit([m.to(self.device) for m in gathered])
-            normalizer.to(self.device)
         if not keys:
             logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
+            return
+        for part, part_maps in maps.items():
+            if part_maps:
+                gathered = gather_unique_by_key(keys, part_maps)
+                self.model.normalizer(part).fit([m.to(self.device) for m in gathered])
+
+    def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""
+        for batch in tqdm(dataloader, desc=description, leave=False, disable=None):
+            normal = _normal_mask(batch)
+            if not bool(normal.any()):
+                continue
+            images = batch.image[normal].to(self.device)
+            if self.pre_processor is not None and self.pre_processor.transform is not None:
+                images = self.pre_processor.transform(images)
+            yield images, [path for path, keep in zip(_paths(batch), normal.tolist(), strict=True) if keep]
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self) -> optim.Optimizer:
@@ -216,8 +241,15 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         del args, kwargs
         losses = self.loss(self.model(batch.image))
         for name, value in losses.items():
-            self.log(f"train_{name}", value.detach(), on_epoch=True, on_step=False, prog_bar=name == "loss",
-                     batch_size=batch.image.shape[0], sync_dist=True)
+            self.log(
+                f"train_{name}",
+                value.detach(),
+                on_epoch=True,
+                on_step=False,
+                prog_bar=name == "loss",
+                batch_size=batch.image.shape[0],
+                sync_dist=True,
+            )
         return {"loss": losses["loss"]}
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
@@ -238,7 +270,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version, so later versions can refuse or convert old checkpoints clearly."""
         super().on_save_checkpoint(checkpoint)
-        from anomalib_npgmf import __version__  # noqa: PLC0415
+        from anomalib_npgmf import __version__
 
         checkpoint["anomalib_npgmf_version"] = __version__
 

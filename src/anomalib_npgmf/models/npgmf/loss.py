@@ -38,9 +38,10 @@ class NpgmfLoss(nn.Module):
     def forward(self, outputs: dict[str, list[torch.Tensor] | torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return the total and its parts (for logging)."""
         parts = {
-            "loss_logical": self.distillation(outputs["teacher"], outputs["logical"]),
-            "loss_structural": self.distillation(outputs["teacher"], outputs["structural"]),
-            "loss_commitment": outputs["commitment"],
+            f"loss_{branch}": self.distillation(outputs["teacher"], outputs[branch])
+            for branch in ("logical", "structural")
+            if branch in outputs  # a branch can be switched off (ablations)
         }
-        parts["loss"] = sum(parts.values())
+        parts["loss_commitment"] = outputs["commitment"]
+        parts["loss"] = torch.stack(list(parts.values())).sum()
         return parts

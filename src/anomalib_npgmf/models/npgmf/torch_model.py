@@ -18,6 +18,7 @@ from anomalib_npgmf.models.common import QuantileMapNormalizer
 from .components import (
     CategoryPrior,
     FrozenEncoder,
+    GlobalNormalityPrior,
     GroupedVectorQuantizer,
     MultiScaleBottleneck,
     OneClassEmbedding,
@@ -105,7 +106,8 @@ class NpgmfModel(nn.Module):
         text_dim: Width of the CLIP text embedding the prior holds.
         num_categories: Categories whose embeddings the prior holds.
         use_logical / use_structural: Ablation switches for the branches.
-        fusion_weights: Weights of (logical, structural) normalised maps in the fused map.
+        use_global_prior: Add M_LAD's global normality prior (image-level Mahalanobis distance).
+        fusion_weights: Weights of the (local logical, structural, global) normalised maps in the fused map.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
     """
 
@@ -124,15 +126,19 @@ class NpgmfModel(nn.Module):
         num_categories: int = 1,
         use_logical: bool = True,
         use_structural: bool = True,
-        fusion_weights: Sequence[float] = (0.5, 0.5),
+        use_global_prior: bool = True,
+        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
     ) -> None:
         super().__init__()
-        if not (use_logical or use_structural):
-            msg = "at least one of use_logical / use_structural must be true"
+        if not (use_logical or use_structural or use_global_prior):
+            msg = "at least one of use_logical / use_structural / use_global_prior must be true"
             raise ValueError(msg)
-        if len(fusion_weights) != 2 or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
-            msg = f"fusion_weights must be two non-negative numbers with a positive sum, got {list(fusion_weights)}"
+        if len(fusion_weights) != 3 or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
+            msg = (
+                "fusion_weights must be three non-negative numbers (local logical, structural, global) with a "
+                f"positive sum, got {list(fusion_weights)}"
+            )
             raise ValueError(msg)
         self.input_size = tuple(input_size)
         self.encoder = FrozenEncoder(backbone, pre_trained, backbone_weights)
@@ -154,10 +160,16 @@ class NpgmfModel(nn.Module):
             )
         if use_structural:
             self.structural = StructuralBranch(level_channels, bottleneck_channels)
+        self.global_prior = GlobalNormalityPrior(sum(level_channels)) if use_global_prior else None
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
+        self.global_norm = QuantileMapNormalizer()
         total = float(sum(fusion_weights))
-        self.fusion_weights = (fusion_weights[0] / total, fusion_weights[1] / total)
+        self.fusion_weights = {
+            "logical": fusion_weights[0] / total,
+            "structural": fusion_weights[1] / total,
+            "global": fusion_weights[2] / total,
+        }
         self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1, kernel_size=2 * int(4.0 * blur_sigma + 0.5) + 1)
 
     @property
@@ -186,24 +198,28 @@ class NpgmfModel(nn.Module):
             total = total + F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
         return self.blur(total)
 
-    def raw_maps(
-        self, images: torch.Tensor, category_index: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Un-normalised map of each active branch (used to fit the normalisation)."""
+    def raw_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Un-normalised map of each active part (used to fit the normalisation); the global one is constant."""
         outputs = self.reconstruct(images, category_index)
-        return {
+        maps = {
             branch: self._branch_map(outputs["teacher"], outputs[branch])
             for branch in ("logical", "structural")
             if branch in outputs
         }
+        if self.global_prior is not None:
+            distance = self.global_prior(outputs["teacher"])
+            maps["global"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
+        return maps
+
+    def normalizer(self, part: str) -> QuantileMapNormalizer:
+        """The normalisation of ``part`` ("logical", "structural" or "global")."""
+        return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Normalise each branch's map on its normal-image quantiles and take the weighted sum."""
+        """Normalise each part's map on its normal-image quantiles and take the weighted sum."""
         fused = 0.0
-        if "logical" in raw:
-            fused = fused + self.fusion_weights[0] * self.logical_norm(raw["logical"])
-        if "structural" in raw:
-            fused = fused + self.fusion_weights[1] * self.structural_norm(raw["structural"])
+        for part, raw_map in raw.items():
+            fused = fused + self.fusion_weights[part] * self.normalizer(part)(raw_map)
         return fused
 
     def forward(

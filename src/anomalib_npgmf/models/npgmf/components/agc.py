@@ -20,7 +20,7 @@ DEFAULT_PROMPT = "a photo of a {}"
 
 def clip_text_dim(clip_model: str) -> int:
     """Width of the joint text/image embedding of an open_clip architecture, without building it."""
-    import open_clip  # noqa: PLC0415 - open_clip is only needed at set-up
+    import open_clip
 
     config = open_clip.get_model_config(clip_model)
     if config is None:
@@ -47,10 +47,8 @@ def category_prompt(category: str, template: str = DEFAULT_PROMPT) -> str:
 
 
 @cache
-def _encode_prompts_cached(
-    prompts: tuple[str, ...], clip_model: str, weights: str | None, seed: int
-) -> torch.Tensor:
-    import open_clip  # noqa: PLC0415
+def _encode_prompts_cached(prompts: tuple[str, ...], clip_model: str, weights: str | None, seed: int) -> torch.Tensor:
+    import open_clip
 
     # Random-init towers (tests, demo) must give the same embedding in every process, e.g. on every DDP rank.
     with torch.random.fork_rng(devices=[]):

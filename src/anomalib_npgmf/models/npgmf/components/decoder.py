@@ -24,7 +24,9 @@ class ReconstructionDecoder(nn.Module):
         stages, heads = [], []
         width_in = in_channels
         for channels in reversed(level_channels):
-            stages.append(nn.Sequential(conv_block(width_in + prior_channels, channels), conv_block(channels, channels)))
+            stages.append(
+                nn.Sequential(conv_block(width_in + prior_channels, channels), conv_block(channels, channels))
+            )
             heads.append(nn.Conv2d(channels, channels, kernel_size=1))
             width_in = channels
         self.stages = nn.ModuleList(stages)
@@ -39,7 +41,7 @@ class ReconstructionDecoder(nn.Module):
         """Reconstruct the levels; ``level_sizes`` shallow to deep, output shallow to deep like the encoder's."""
         features = bottleneck
         outputs = []
-        for stage, head, size in zip(self.stages, self.heads, reversed(level_sizes)):
+        for stage, head, size in zip(self.stages, self.heads, reversed(level_sizes), strict=True):
             features = F.interpolate(features, size=size, mode="bilinear", align_corners=False)
             if self.prior_channels:
                 prior = F.interpolate(prior_grid, size=size, mode="bilinear", align_corners=False)

@@ -52,6 +52,7 @@ class MultiScaleBottleneck(nn.Module):
         """Resize each level to the deepest level's size, concatenate, compress."""
         size = levels[-1].shape[-2:]
         resized = [
-            F.adaptive_avg_pool2d(projection(level), size) for projection, level in zip(self.projections, levels)
+            F.adaptive_avg_pool2d(projection(level), size)
+            for projection, level in zip(self.projections, levels, strict=True)
         ]
         return self.fuse(torch.cat(resized, dim=1))

@@ -1,0 +1,71 @@
+"""A tiny trained Npgmf shared by the integration tests of this folder (trained once per session)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+IMAGE_SIZE = 64
+TINY_NPGMF = {
+    "backbone": "resnet18",
+    "pre_trained": False,
+    "image_size": IMAGE_SIZE,
+    "bottleneck_channels": 64,
+    "oce_strides": (1, 1),
+    "codebook_size": 32,
+    "num_codebooks": 2,
+    "prior_channels": 16,
+}
+
+
+@dataclass
+class TrainedRun:
+    """What the integration tests need from one training run."""
+
+    dataset_root: Path
+    category: str
+    output: Path
+    model: object
+    engine: object
+    datamodule: object
+    checkpoint: Path
+    test_metrics: dict
+
+
+def tiny_datamodule(root: Path, category: str) -> object:
+    """Small batches, no worker processes (CI has 2 cores)."""
+    from anomalib_npgmf.data import MVTecLOCO
+
+    return MVTecLOCO(root=root, category=category, train_batch_size=8, eval_batch_size=8, num_workers=0)
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The package's own generated LOCO-layout category (seeded)."""
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo_data")
+    generate_demo_dataset(root, category="demo_box", image_size=128, seed=0)
+    return root, "demo_box"
+
+
+@pytest.fixture(scope="session")
+def trained_npgmf(demo_dataset: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """Npgmf trained for 1 epoch with anomalib's Engine, then tested."""
+    from anomalib.engine import Engine
+
+    from anomalib_npgmf import Npgmf
+
+    root, category = demo_dataset
+    output = tmp_path_factory.mktemp("npgmf_run")
+    torch.manual_seed(0)
+    model = Npgmf(**TINY_NPGMF)
+    datamodule = tiny_datamodule(root, category)
+    engine = Engine(max_epochs=1, accelerator="cpu", devices=1, default_root_dir=output, logger=False)
+    engine.fit(model, datamodule=datamodule)
+    checkpoint = Path(
+        engine.trainer.checkpoint_callback.best_model_path or engine.trainer.checkpoint_callback.last_model_path
+    )
+    metrics = engine.test(model, datamodule=datamodule)[0]
+    return TrainedRun(root, category, output, model, engine, datamodule, checkpoint, metrics)

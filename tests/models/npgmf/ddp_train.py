@@ -1,0 +1,66 @@
+"""Train a tiny Npgmf for one epoch on 1 process or on 2 CPU processes (DDP, gloo); save the final state.
+
+Run by ``test_ddp.py`` as a script, because Lightning's DDP launcher starts the other rank by re-running it.
+Single process: batches of 8 in dataset order. DDP: 2 ranks x 4 with Lightning's DistributedSampler (no shuffle),
+so every optimisation step sees the same 8 images in both set-ups.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from torch.utils.data import DataLoader
+
+from anomalib_npgmf import Npgmf
+from anomalib_npgmf.data import MVTecLOCO
+
+TINY = {
+    "backbone": "resnet18",
+    "pre_trained": False,
+    "image_size": 64,
+    "bottleneck_channels": 32,
+    "oce_strides": (1, 1),
+    "codebook_size": 16,
+    "num_codebooks": 2,
+    "prior_channels": 8,
+    "category": "demo_box",
+    "visualizer": False,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--devices", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    arguments = parser.parse_args()
+    seed_everything(0, workers=True)
+    torch.set_num_threads(1)
+    datamodule = MVTecLOCO(root=arguments.root, category="demo_box", num_workers=0)
+    datamodule.setup()
+    per_rank = 8 // arguments.devices
+    train = DataLoader(
+        datamodule.train_data, batch_size=per_rank, shuffle=False, collate_fn=datamodule.train_data.collate_fn
+    )
+    val = DataLoader(datamodule.val_data, batch_size=per_rank, shuffle=False, collate_fn=datamodule.val_data.collate_fn)
+    model = Npgmf(**TINY)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=arguments.devices,
+        strategy="ddp" if arguments.devices > 1 else "auto",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        callbacks=model.configure_callbacks(),
+    )
+    trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
+    if trainer.global_rank == 0:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, arguments.out)
+
+
+if __name__ == "__main__":
+    main()

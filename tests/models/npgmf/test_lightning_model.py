@@ -1,0 +1,166 @@
+"""Npgmf through anomalib's Engine: train -> test -> export (torch/onnx/openvino) -> predict, and reload."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+import torch
+from anomalib.deploy import TorchInferencer
+
+from anomalib_npgmf import Npgmf
+from anomalib_npgmf.models.common import MissingWeightsError
+
+from .conftest import TINY_NPGMF
+
+
+def _test_images(run, limit: int = 12) -> tuple[list[Path], torch.Tensor]:
+    from anomalib.data.utils import read_image
+
+    paths = sorted((run.dataset_root / run.category / "test").rglob("*.png"))[::3][:limit]
+    images = torch.stack([read_image(path, as_tensor=True) for path in paths])
+    return paths, images
+
+
+def test_training_fits_prior_and_normalisation(trained_npgmf):
+    model = trained_npgmf.model.model
+    assert bool(model.prior.ready)
+    assert torch.allclose(model.prior.text_embedding.norm(dim=-1), torch.ones(1))
+    assert bool(model.logical_norm.fitted) and bool(model.structural_norm.fitted)
+    assert float(model.logical_norm.q_high) > float(model.logical_norm.q_low)
+    assert trained_npgmf.checkpoint.is_file()
+    assert 0.0 <= trained_npgmf.test_metrics["image_AUROC"] <= 1.0
+
+
+def test_eval_scores_are_finite_and_ordered_like_maps(trained_npgmf):
+    _, images = _test_images(trained_npgmf)
+    model = trained_npgmf.model.eval()
+    with torch.no_grad():
+        result = model(images)
+    assert torch.isfinite(result.pred_score).all()
+    assert result.anomaly_map.shape[-2:] == (64, 64)
+
+
+def test_checkpoint_reloads_with_weights_only_and_gives_the_same_scores(trained_npgmf):
+    _, images = _test_images(trained_npgmf)
+    reloaded = Npgmf.load_from_checkpoint(trained_npgmf.checkpoint).eval()
+    with torch.no_grad():
+        expected = trained_npgmf.model.eval()(images).pred_score
+        actual = reloaded(images).pred_score
+    assert torch.allclose(actual, expected, atol=1e-6)
+    saved = torch.load(trained_npgmf.checkpoint, map_location="cpu", weights_only=True)
+    assert saved["anomalib_npgmf_version"]
+
+
+def test_new_process_predict_gives_the_same_scores(trained_npgmf):
+    paths, images = _test_images(trained_npgmf, limit=4)
+    with torch.no_grad():
+        expected = trained_npgmf.model.eval()(images).pred_score.tolist()
+    code = (
+        "import json, sys, torch\n"
+        "from anomalib.data.utils import read_image\n"
+        "from anomalib.models import get_model\n"
+        "from anomalib_npgmf import Npgmf\n"
+        f"model = Npgmf.load_from_checkpoint({str(trained_npgmf.checkpoint)!r}).eval()\n"
+        f"images = torch.stack([read_image(p, as_tensor=True) for p in {[str(p) for p in paths]!r}])\n"
+        "print(json.dumps(model(images).pred_score.tolist()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("export_type", ["torch", "onnx", "openvino"])
+def test_export_and_predict_match_torch_eager(trained_npgmf, tmp_path, export_type):
+    _, images = _test_images(trained_npgmf)
+    model = trained_npgmf.model.eval()
+    with torch.no_grad():
+        expected = model(images)
+    path = trained_npgmf.engine.export(model, export_type=export_type, export_root=tmp_path)
+    assert path is not None and Path(path).is_file()
+    if export_type == "torch":
+        inferencer = TorchInferencer(path=path, device="cpu")
+        scores = np.array([float(inferencer.predict(image).pred_score) for image in images])
+        assert np.abs(scores - expected.pred_score.numpy()).max() <= 1e-5
+        return
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [next(iter(output.names)) for output in compiled.outputs]
+    outputs = dict(zip(names, compiled(images.numpy()).to_tuple(), strict=True))
+    assert np.abs(outputs["pred_score"] - expected.pred_score.numpy()).max() <= 1e-4
+    assert np.abs(outputs["anomaly_map"] - expected.anomaly_map.numpy()).max() <= 1e-4
+
+
+def test_openvino_inferencer_predicts_with_the_export(trained_npgmf, tmp_path, monkeypatch):
+    from anomalib.deploy import OpenVINOInferencer
+
+    monkeypatch.chdir(tmp_path)  # OpenVINOInferencer writes an openvino_cache folder into the working directory
+    paths, _ = _test_images(trained_npgmf, limit=2)
+    path = trained_npgmf.engine.export(trained_npgmf.model, export_type="openvino", export_root=tmp_path)
+    inferencer = OpenVINOInferencer(path, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
+    prediction = inferencer.predict(paths[0])
+    assert np.isfinite(prediction.pred_score).all()
+    assert prediction.anomaly_map.shape[-2:] == (64, 64)
+
+
+def test_pretrained_offline_fails_at_once_naming_each_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANOMALIB_NPGMF_WEIGHTS_DIR", raising=False)
+    with pytest.raises(MissingWeightsError, match="clip_weights"):
+        Npgmf(backbone="resnet18", pre_trained=True, image_size=64)
+    fake_clip = tmp_path / "clip.bin"
+    fake_clip.write_bytes(b"x")
+    with pytest.raises(MissingWeightsError, match=r"backbone_weights.*resnet18\.safetensors"):
+        Npgmf(backbone="resnet18", pre_trained=True, clip_weights=str(fake_clip), image_size=64)
+
+
+def test_missing_category_is_a_clear_error():
+    model = Npgmf(**TINY_NPGMF)
+    with pytest.raises(ValueError, match="category"):
+        model._ensure_prior()
+
+
+def test_bad_image_size_is_named():
+    with pytest.raises(ValueError, match="image_size"):
+        Npgmf(**{**TINY_NPGMF, "image_size": (16, 16)})
+
+
+def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, repo_root):
+    anomalib = str(Path(sys.executable).parent / "anomalib")
+    arguments = [
+        anomalib,
+        "test",
+        "--model",
+        "Npgmf",
+        *[
+            f"--model.{key}={json.dumps(list(value)) if isinstance(value, tuple) else value}"
+            for key, value in TINY_NPGMF.items()
+        ],
+        "--data",
+        "anomalib_npgmf.data.MVTecLOCO",
+        "--data.root",
+        str(trained_npgmf.dataset_root),
+        "--data.category",
+        trained_npgmf.category,
+        "--data.num_workers",
+        "0",
+        "--data.eval_batch_size",
+        "8",
+        "--ckpt_path",
+        str(trained_npgmf.checkpoint),
+        "--default_root_dir",
+        str(trained_npgmf.output / "cli"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.logger",
+        "false",
+    ]
+    result = subprocess.run(
+        arguments, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = f"{trained_npgmf.test_metrics['image_AUROC']:.4f}"[:5]
+    assert "image_AUROC" in result.stdout
+    assert expected in result.stdout, result.stdout[-3000:]
