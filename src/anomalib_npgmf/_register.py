@@ -21,7 +21,7 @@ def _register_plugin_models() -> None:
     """Import our model classes; a failure is reported once, never raised into anomalib's own import."""
     try:
         __import__(_PLUGIN)
-    except Exception as error:  # noqa: BLE001 - a broken plugin must not break anomalib itself
+    except Exception as error:
         sys.stderr.write(f"anomalib-npgmf: models not registered ({type(error).__name__}: {error})\n")
 
 
@@ -52,7 +52,7 @@ class _AnomalibModelsFinder:
             return None
         self._busy = True
         try:
-            from importlib.util import find_spec  # noqa: PLC0415 - only paid when anomalib.models is imported
+            from importlib.util import find_spec
 
             spec = find_spec(fullname)
         finally:
@@ -75,6 +75,6 @@ def install() -> None:
 
 
 def _env_disabled() -> bool:
-    import os  # noqa: PLC0415 - os is already loaded by site, this costs nothing
+    import os
 
     return os.environ.get("ANOMALIB_NPGMF_NO_HOOK", "") not in ("", "0")

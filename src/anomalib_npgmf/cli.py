@@ -9,19 +9,19 @@ from collections.abc import Callable
 
 
 def _generate(argv: list[str]) -> int:
-    from anomalib_npgmf.data.synthetic import main_generate  # noqa: PLC0415
+    from anomalib_npgmf.data.synthetic import main_generate
 
     return main_generate(argv)
 
 
 def _evaluate(argv: list[str]) -> int:
-    from anomalib_npgmf.evaluate import main_evaluate  # noqa: PLC0415
+    from anomalib_npgmf.evaluate import main_evaluate
 
     return main_evaluate(argv)
 
 
 def _predict_openvino(argv: list[str]) -> int:
-    from anomalib_npgmf.deploy import main_predict_openvino  # noqa: PLC0415
+    from anomalib_npgmf.deploy import main_predict_openvino
 
     return main_predict_openvino(argv)
 
@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="anomalib-npgmf",
         description="Extras of anomalib-npgmf. Train, test, export and predict with `anomalib ... --model Npgmf`.",
     )
-    parser.add_argument("subcommand", choices=sorted(SUBCOMMANDS), help="; ".join(
-        f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())
-    ))
+    parser.add_argument(
+        "subcommand",
+        choices=sorted(SUBCOMMANDS),
+        help="; ".join(f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())),
+    )
     if not argv or argv[0] in {"-h", "--help"}:
         parser.print_help()
         return 0 if argv else 2

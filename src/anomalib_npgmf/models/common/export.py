@@ -19,7 +19,7 @@ class PluginExportMixin:
         export_root: Path | str,
         model_file_name: str = "model",
         input_size: tuple[int, int] | None = None,
-        **kwargs: Any,  # noqa: ANN401 - passed through to torch.onnx.export
+        **kwargs: Any,
     ) -> Path:
         """Export to ONNX like anomalib does, with ``opset_version=18`` unless the caller sets one."""
         kwargs.setdefault("opset_version", DEFAULT_OPSET)

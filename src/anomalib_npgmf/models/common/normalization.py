@@ -22,8 +22,7 @@ class QuantileMapNormalizer(nn.Module):
         super().__init__()
         if not 0.0 <= low_quantile < high_quantile <= 1.0:
             msg = (
-                f"quantiles must satisfy 0 <= low_quantile < high_quantile <= 1, got {low_quantile} and "
-                f"{high_quantile}"
+                f"quantiles must satisfy 0 <= low_quantile < high_quantile <= 1, got {low_quantile} and {high_quantile}"
             )
             raise ValueError(msg)
         self.low_quantile = low_quantile

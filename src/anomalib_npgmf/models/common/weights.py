@@ -61,7 +61,7 @@ def resolve_weights_file(
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or torch state-dict file, refusing pickled objects."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file  # noqa: PLC0415 - optional format
+        from safetensors.torch import load_file
 
         return load_file(str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)
