@@ -19,6 +19,12 @@ TINY_NPGMF = {
 }
 
 
+@pytest.fixture
+def tiny_npgmf_kwargs() -> dict:
+    """Constructor arguments of a CPU-tiny, random-init Npgmf."""
+    return dict(TINY_NPGMF)
+
+
 @dataclass
 class TrainedRun:
     """What the integration tests need from one training run."""

@@ -1,16 +1,17 @@
 """Train a tiny Npgmf for one epoch on 1 process or on 2 CPU processes (DDP, gloo); save the final state.
 
 Run by ``test_ddp.py`` as a script, because Lightning's DDP launcher starts the other rank by re-running it.
-Single process: batches of 8 in dataset order. DDP: 2 ranks x 4 with Lightning's DistributedSampler (no shuffle),
-so every optimisation step sees the same 8 images in both set-ups.
+Single process: batches of 8 in dataset order. DDP: 2 ranks x 4, rank r taking images r, r+2, ... (Lightning's own
+DistributedSampler would shuffle), so every optimisation step sees the same 8 images in both set-ups.
 """
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from anomalib_npgmf import Npgmf
 from anomalib_npgmf.data import MVTecLOCO
@@ -29,6 +30,21 @@ TINY = {
 }
 
 
+def _loader(dataset, batch_size: int, devices: int) -> DataLoader:
+    """Rank r of w reads images r, r+w, r+2w, ... in order.
+
+    Lightning's own DistributedSampler would shuffle, and it replaces custom samplers; a per-rank subset does neither.
+    Lightning's DDP launcher sets LOCAL_RANK in the processes it starts; the launching process is rank 0.
+    """
+    rank = int(os.environ.get("LOCAL_RANK", "0")) if devices > 1 else 0
+    return DataLoader(
+        Subset(dataset, range(rank, len(dataset), devices)),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=dataset.collate_fn,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, required=True)
@@ -40,10 +56,8 @@ def main() -> None:
     datamodule = MVTecLOCO(root=arguments.root, category="demo_box", num_workers=0)
     datamodule.setup()
     per_rank = 8 // arguments.devices
-    train = DataLoader(
-        datamodule.train_data, batch_size=per_rank, shuffle=False, collate_fn=datamodule.train_data.collate_fn
-    )
-    val = DataLoader(datamodule.val_data, batch_size=per_rank, shuffle=False, collate_fn=datamodule.val_data.collate_fn)
+    train = _loader(datamodule.train_data, per_rank, arguments.devices)
+    val = _loader(datamodule.val_data, per_rank, arguments.devices)
     model = Npgmf(**TINY)
     trainer = Trainer(
         accelerator="cpu",
@@ -55,6 +69,7 @@ def main() -> None:
         enable_progress_bar=False,
         num_sanity_val_steps=0,
         deterministic=True,
+        use_distributed_sampler=False,
         callbacks=model.configure_callbacks(),
     )
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)

@@ -15,8 +15,6 @@ from anomalib.deploy import TorchInferencer
 from anomalib_npgmf import Npgmf
 from anomalib_npgmf.models.common import MissingWeightsError
 
-from .conftest import TINY_NPGMF
-
 
 def _test_images(run, limit: int = 12) -> tuple[list[Path], torch.Tensor]:
     from anomalib.data.utils import read_image
@@ -75,7 +73,9 @@ def test_new_process_predict_gives_the_same_scores(trained_npgmf):
 
 
 @pytest.mark.parametrize("export_type", ["torch", "onnx", "openvino"])
-def test_export_and_predict_match_torch_eager(trained_npgmf, tmp_path, export_type):
+def test_export_and_predict_match_torch_eager(trained_npgmf, tmp_path, export_type, monkeypatch):
+    # anomalib's TorchInferencer unpickles the whole module and refuses to unless the user opts in.
+    monkeypatch.setenv("TRUST_REMOTE_CODE", "1")
     _, images = _test_images(trained_npgmf)
     model = trained_npgmf.model.eval()
     with torch.no_grad():
@@ -116,18 +116,18 @@ def test_pretrained_offline_fails_at_once_naming_each_file(tmp_path, monkeypatch
         Npgmf(backbone="resnet18", pre_trained=True, clip_weights=str(fake_clip), image_size=64)
 
 
-def test_missing_category_is_a_clear_error():
-    model = Npgmf(**TINY_NPGMF)
+def test_missing_category_is_a_clear_error(tiny_npgmf_kwargs):
+    model = Npgmf(**tiny_npgmf_kwargs)
     with pytest.raises(ValueError, match="category"):
         model._ensure_prior()
 
 
-def test_bad_image_size_is_named():
+def test_bad_image_size_is_named(tiny_npgmf_kwargs):
     with pytest.raises(ValueError, match="image_size"):
-        Npgmf(**{**TINY_NPGMF, "image_size": (16, 16)})
+        Npgmf(**{**tiny_npgmf_kwargs, "image_size": (16, 16)})
 
 
-def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, repo_root):
+def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, tiny_npgmf_kwargs):
     anomalib = str(Path(sys.executable).parent / "anomalib")
     arguments = [
         anomalib,
@@ -136,7 +136,7 @@ def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, repo_
         "Npgmf",
         *[
             f"--model.{key}={json.dumps(list(value)) if isinstance(value, tuple) else value}"
-            for key, value in TINY_NPGMF.items()
+            for key, value in tiny_npgmf_kwargs.items()
         ],
         "--data",
         "anomalib_npgmf.data.MVTecLOCO",

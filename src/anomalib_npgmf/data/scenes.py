@@ -1,0 +1,270 @@
+"""Procedural scenes with content rules, and the defects that break them (for the synthetic LOCO-layout data).
+
+Objects are placed *freely* inside their regions (random positions and sizes within a range), so no rule can be read
+off one fixed position: a per-position model (PaDiM) cannot solve the logical anomalies by memorising pixels
+(DESIGN.md §7). The rules mix local ones (a wrong colour, a part on the wrong side) with global ones (one part missing
+or extra among several, a bar too short).
+
+Every drawing is done at 4x the output size and downsampled (anti-aliased edges), with numpy and OpenCV only.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+SUPERSAMPLE = 4
+BASE = 128  # scene coordinates are in a 128x128 frame, scaled to the requested size
+
+
+@dataclass
+class Region:
+    """One ground-truth region: an anomaly mask in scene coordinates and its defect name."""
+
+    defect: str
+    mask: np.ndarray  # bool, canvas resolution
+
+
+@dataclass
+class Canvas:
+    """An RGB drawing surface in the 128-unit scene frame, supersampled."""
+
+    size: int
+    image: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scale = self.size * SUPERSAMPLE / BASE
+        side = self.size * SUPERSAMPLE
+        self.image = np.zeros((side, side, 3), np.float32)
+
+    def p(self, value: float) -> int:
+        """Scene units -> canvas pixels."""
+        return round(value * self.scale)
+
+    def blank_mask(self) -> np.ndarray:
+        return np.zeros(self.image.shape[:2], np.uint8)
+
+
+@dataclass
+class DefectSpec:
+    """A defect kind as written to ``defects_config.json``."""
+
+    name: str
+    kind: str  # "logical" | "structural"
+    pixel_value: int
+    saturation_threshold: float
+    relative_saturation: bool
+
+
+# ---------------------------------------------------------------------------------------------------------- drawing
+ORANGE, GREEN, PURPLE = (235, 125, 35), (60, 170, 60), (150, 70, 180)
+BLUE, RED, DARK = (45, 70, 200), (200, 50, 50), (85, 75, 65)
+TRAY = (182, 172, 152)
+
+
+def _circle(canvas: Canvas, mask: np.ndarray | None, centre: tuple[float, float], radius: float, colour) -> None:
+    c = (canvas.p(centre[0]), canvas.p(centre[1]))
+    cv2.circle(canvas.image, c, canvas.p(radius), colour, -1, lineType=cv2.LINE_AA)
+    if mask is not None:
+        cv2.circle(mask, c, canvas.p(radius), 1, -1)
+
+
+def _rect(canvas: Canvas, mask: np.ndarray | None, x0: float, y0: float, x1: float, y1: float, colour) -> None:
+    cv2.rectangle(canvas.image, (canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1)), colour, -1)
+    if mask is not None:
+        cv2.rectangle(mask, (canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1)), 1, -1)
+
+
+def _free_positions(
+    rng: np.random.Generator, count: int, box: tuple[float, float, float, float], spacing: float
+) -> list[tuple[float, float]]:
+    """``count`` random points inside ``box`` (x0, y0, x1, y1), at least ``spacing`` apart (best effort)."""
+    points: list[tuple[float, float]] = []
+    for _ in range(count):
+        for _attempt in range(200):
+            candidate = (float(rng.uniform(box[0], box[2])), float(rng.uniform(box[1], box[3])))
+            if all((candidate[0] - x) ** 2 + (candidate[1] - y) ** 2 >= spacing**2 for x, y in points):
+                break
+        points.append(candidate)
+    return points
+
+
+def _tray(canvas: Canvas, rng: np.random.Generator, dividers: list[tuple[float, float, float, float]]) -> None:
+    tint = rng.normal(0, 4, 3)
+    canvas.image[:] = np.array(TRAY, np.float32) + tint
+    cv2.rectangle(canvas.image, (canvas.p(4), canvas.p(4)), (canvas.p(123), canvas.p(123)), DARK, canvas.p(2))
+    for x0, y0, x1, y1 in dividers:
+        cv2.line(canvas.image, (canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1)), DARK, canvas.p(2))
+
+
+# ------------------------------------------------------------------------------------------------ structural defects
+def _scratch(canvas: Canvas, rng: np.random.Generator) -> Region:
+    mask = canvas.blank_mask()
+    x0, y0 = rng.uniform(15, 113, 2)
+    angle, length = rng.uniform(0, np.pi), rng.uniform(30, 55)
+    x1, y1 = np.clip([x0 + length * np.cos(angle), y0 + length * np.sin(angle)], 8, 120)
+    points = [(canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1))]
+    cv2.line(canvas.image, *points, (40, 38, 36), max(1, canvas.p(1.2)), lineType=cv2.LINE_AA)
+    cv2.line(mask, *points, 1, canvas.p(3))
+    return Region("scratch", mask.astype(bool))
+
+
+def _contamination(canvas: Canvas, rng: np.random.Generator) -> Region:
+    mask = canvas.blank_mask()
+    centre = (canvas.p(rng.uniform(14, 114)), canvas.p(rng.uniform(14, 114)))
+    axes = (canvas.p(rng.uniform(4, 7)), canvas.p(rng.uniform(3, 6)))
+    angle = float(rng.uniform(0, 180))
+    cv2.ellipse(canvas.image, centre, axes, angle, 0, 360, (105, 95, 40), -1, lineType=cv2.LINE_AA)
+    cv2.ellipse(mask, centre, axes, angle, 0, 360, 1, -1)
+    return Region("contamination", mask.astype(bool))
+
+
+# ------------------------------------------------------------------------------------------------------ box scene
+BOX_DEFECTS = [
+    DefectSpec("missing_circle", "logical", 241, 300.0, False),  # absolute: about one circle's area (px at 128)
+    DefectSpec("extra_circle", "logical", 242, 1.0, True),
+    DefectSpec("wrong_colour", "logical", 243, 1.0, True),
+    DefectSpec("misplaced_circle", "logical", 244, 1.0, True),
+    DefectSpec("short_bar", "logical", 245, 1.0, True),
+    DefectSpec("scratch", "structural", 246, 1.0, True),
+    DefectSpec("broken_bar", "structural", 247, 1.0, True),
+    DefectSpec("contamination", "structural", 248, 1.0, True),
+]
+
+
+def draw_box(canvas: Canvas, rng: np.random.Generator, defect: str | None) -> list[Region]:
+    """Tray with two compartments. Rules: exactly 2 orange circles on the left; on the right one blue bar of length
+    40-56 and one green square."""
+    _tray(canvas, rng, [(64, 4, 64, 123)])
+    regions: list[Region] = []
+    left = (16, 16, 52, 112)
+    right = (70, 12, 112, 116)
+    count = {"missing_circle": 1, "extra_circle": 3, "misplaced_circle": 1}.get(defect, 2)
+    radius = float(rng.uniform(8, 10))
+    for index, centre in enumerate(_free_positions(rng, count, left, spacing=2 * radius + 5)):
+        wrong = defect == "wrong_colour" and index == 0
+        extra = defect == "extra_circle" and index == 2
+        mask = canvas.blank_mask() if wrong or extra else None
+        _circle(canvas, mask, centre, radius, PURPLE if wrong else ORANGE)
+        if mask is not None:
+            regions.append(Region(defect, mask.astype(bool)))
+    if defect == "missing_circle":  # LOCO marks where the missing part belongs: here, the whole compartment
+        mask = canvas.blank_mask()
+        cv2.rectangle(mask, (canvas.p(8), canvas.p(8)), (canvas.p(61), canvas.p(120)), 1, -1)
+        regions.append(Region(defect, mask.astype(bool)))
+    # right compartment: bar and square placed apart (bar on one half, square on the other, side chosen at random)
+    bar_left = bool(rng.integers(2))
+    bar_x = float(rng.uniform(72, 80) if bar_left else rng.uniform(96, 102))
+    square_x = float(rng.uniform(95, 100) if bar_left else rng.uniform(72, 78))
+    length = float(rng.uniform(16, 26) if defect == "short_bar" else rng.uniform(40, 56))
+    bar_y = float(rng.uniform(14, 114 - length))
+    bar_mask = canvas.blank_mask() if defect == "short_bar" else None
+    _rect(canvas, bar_mask, bar_x, bar_y, bar_x + 9, bar_y + length, BLUE)
+    if bar_mask is not None:
+        regions.append(Region(defect, bar_mask.astype(bool)))
+    side = float(rng.uniform(10, 12))
+    square_y = float(rng.uniform(14, 112 - side))
+    _rect(canvas, None, square_x, square_y, square_x + side, square_y + side, GREEN)
+    if defect == "misplaced_circle":
+        mask = canvas.blank_mask()
+        free_y = square_y + side + 14 if square_y < 60 else square_y - 14
+        _circle(canvas, mask, (square_x + side / 2, free_y), radius, ORANGE)
+        regions.append(Region(defect, mask.astype(bool)))
+    if defect == "broken_bar":
+        mask = canvas.blank_mask()
+        gap_y = bar_y + length * float(rng.uniform(0.35, 0.65))
+        _rect(canvas, mask, bar_x - 1, gap_y, bar_x + 10, gap_y + 3, TRAY)
+        regions.append(Region(defect, mask.astype(bool)))
+    regions.extend(_structural(canvas, rng, defect))
+    return regions
+
+
+# ------------------------------------------------------------------------------------------------------ pins scene
+PINS_DEFECTS = [
+    DefectSpec("empty_cell", "logical", 231, 350.0, False),
+    DefectSpec("double_pin", "logical", 232, 1.0, True),
+    DefectSpec("wrong_colour", "logical", 233, 1.0, True),
+    DefectSpec("oversized_pin", "logical", 234, 1.0, True),
+    DefectSpec("missing_row_marker", "logical", 235, 120.0, False),
+    DefectSpec("scratch", "structural", 236, 1.0, True),
+    DefectSpec("broken_pin", "structural", 237, 1.0, True),
+    DefectSpec("contamination", "structural", 238, 1.0, True),
+]
+
+
+def draw_pins(canvas: Canvas, rng: np.random.Generator, defect: str | None) -> list[Region]:
+    """A 3x2 grid of cells, exactly one red pin (head radius 5-6) per cell at a free position; a blue marker bar
+    under the grid. Rules: one pin per cell, all red, all the same size, the marker present."""
+    _tray(canvas, rng, [(45, 4, 45, 100), (84, 4, 84, 100), (4, 52, 123, 52), (4, 100, 123, 100)])
+    regions: list[Region] = []
+    cells = [(x, y) for y in (4, 52) for x in (4, 45, 84)]
+    odd = int(rng.integers(len(cells)))
+    for index, (x, y) in enumerate(cells):
+        box = (x + 11, y + 11, x + 30, y + 37)
+        pins = 2 if defect == "double_pin" and index == odd else 1
+        if defect == "empty_cell" and index == odd:
+            mask = canvas.blank_mask()
+            cv2.rectangle(mask, (canvas.p(x + 2), canvas.p(y + 2)), (canvas.p(x + 39), canvas.p(y + 46)), 1, -1)
+            regions.append(Region(defect, mask.astype(bool)))
+            continue
+        for pin, centre in enumerate(_free_positions(rng, pins, box, spacing=13)):
+            radius = float(rng.uniform(5, 6))
+            special = index == odd and (
+                (defect == "double_pin" and pin == 1) or defect in {"wrong_colour", "oversized_pin", "broken_pin"}
+            )
+            if defect == "oversized_pin" and special:
+                radius = float(rng.uniform(9, 10))
+            mask = canvas.blank_mask() if special else None
+            _circle(canvas, mask, centre, radius, GREEN if defect == "wrong_colour" and special else RED)
+            _circle(canvas, None, centre, radius * 0.35, (240, 210, 210))
+            if defect == "broken_pin" and special:
+                mask = canvas.blank_mask()
+                _rect(
+                    canvas, mask, centre[0] - radius - 1, centre[1] - 1, centre[0] + radius + 1, centre[1] + 1.5, TRAY
+                )
+            if mask is not None:
+                regions.append(Region(defect, mask.astype(bool)))
+    if defect == "missing_row_marker":
+        mask = canvas.blank_mask()
+        cv2.rectangle(mask, (canvas.p(10), canvas.p(104)), (canvas.p(118), canvas.p(120)), 1, -1)
+        regions.append(Region(defect, mask.astype(bool)))
+    else:
+        marker_x = float(rng.uniform(14, 70))
+        _rect(canvas, None, marker_x, 108, marker_x + 40, 115, BLUE)
+    regions.extend(_structural(canvas, rng, defect))
+    return regions
+
+
+def _structural(canvas: Canvas, rng: np.random.Generator, defect: str | None) -> list[Region]:
+    if defect == "scratch":
+        return [_scratch(canvas, rng)]
+    if defect == "contamination":
+        return [_contamination(canvas, rng)]
+    return []
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene layout: its drawing function and its defect kinds."""
+
+    draw: Callable[[Canvas, np.random.Generator, str | None], list[Region]]
+    defects: list[DefectSpec]
+
+
+SCENES: dict[str, Scene] = {"box": Scene(draw_box, BOX_DEFECTS), "pins": Scene(draw_pins, PINS_DEFECTS)}
+
+
+def render(scene: str, size: int, rng: np.random.Generator, defect: str | None) -> tuple[np.ndarray, list[Region]]:
+    """Draw one image (uint8 RGB, ``size`` x ``size``) and its defect regions (bool masks at ``size``)."""
+    canvas = Canvas(size)
+    regions = SCENES[scene].draw(canvas, rng, defect)
+    image = cv2.resize(canvas.image, (size, size), interpolation=cv2.INTER_AREA)
+    image += float(rng.normal(0, 5))  # lighting
+    image += rng.normal(0, 2.0, image.shape).astype(np.float32)  # sensor noise
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    small = [
+        Region(r.defect, cv2.resize(r.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+        for r in regions
+    ]
+    return image, [r for r in small if r.mask.any()]
