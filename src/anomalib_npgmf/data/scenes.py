@@ -58,19 +58,20 @@ class DefectSpec:
 
 
 # ---------------------------------------------------------------------------------------------------------- drawing
+Colour = tuple[int, int, int]
 ORANGE, GREEN, PURPLE = (235, 125, 35), (60, 170, 60), (150, 70, 180)
 BLUE, RED, DARK = (45, 70, 200), (200, 50, 50), (85, 75, 65)
 TRAY = (182, 172, 152)
 
 
-def _circle(canvas: Canvas, mask: np.ndarray | None, centre: tuple[float, float], radius: float, colour) -> None:
+def _circle(canvas: Canvas, mask: np.ndarray | None, centre: tuple[float, float], radius: float, colour: Colour) -> None:
     c = (canvas.p(centre[0]), canvas.p(centre[1]))
     cv2.circle(canvas.image, c, canvas.p(radius), colour, -1, lineType=cv2.LINE_AA)
     if mask is not None:
         cv2.circle(mask, c, canvas.p(radius), 1, -1)
 
 
-def _rect(canvas: Canvas, mask: np.ndarray | None, x0: float, y0: float, x1: float, y1: float, colour) -> None:
+def _rect(canvas: Canvas, mask: np.ndarray | None, x0: float, y0: float, x1: float, y1: float, colour: Colour) -> None:
     cv2.rectangle(canvas.image, (canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1)), colour, -1)
     if mask is not None:
         cv2.rectangle(mask, (canvas.p(x0), canvas.p(y0)), (canvas.p(x1), canvas.p(y1)), 1, -1)
@@ -139,7 +140,6 @@ def draw_box(canvas: Canvas, rng: np.random.Generator, defect: str | None) -> li
     _tray(canvas, rng, [(64, 4, 64, 123)])
     regions: list[Region] = []
     left = (16, 16, 52, 112)
-    right = (70, 12, 112, 116)
     count = {"missing_circle": 1, "extra_circle": 3, "misplaced_circle": 1}.get(defect, 2)
     radius = float(rng.uniform(8, 10))
     for index, centre in enumerate(_free_positions(rng, count, left, spacing=2 * radius + 5)):

@@ -64,7 +64,9 @@ def generate_demo_dataset(
         root: Dataset root (the folder that holds categories, like ``MVTec_LOCO``).
         category: Category folder name; also the text the models' category prior reads.
         image_size: Side of the square images in pixels (>= 64).
-        n_train, n_val, n_test_good: Normal images per split.
+        n_train: Normal training images.
+        n_val: Normal validation images.
+        n_test_good: Normal test images.
         n_test_per_defect: Test images per defect kind.
         seed: Random seed; the same parameters give byte-identical files.
         scene: ``"box"`` (circles, a bar and a square in two compartments) or ``"pins"`` (one pin per grid cell).
