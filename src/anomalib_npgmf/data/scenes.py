@@ -64,7 +64,9 @@ BLUE, RED, DARK = (45, 70, 200), (200, 50, 50), (85, 75, 65)
 TRAY = (182, 172, 152)
 
 
-def _circle(canvas: Canvas, mask: np.ndarray | None, centre: tuple[float, float], radius: float, colour: Colour) -> None:
+def _circle(
+    canvas: Canvas, mask: np.ndarray | None, centre: tuple[float, float], radius: float, colour: Colour
+) -> None:
     c = (canvas.p(centre[0]), canvas.p(centre[1]))
     cv2.circle(canvas.image, c, canvas.p(radius), colour, -1, lineType=cv2.LINE_AA)
     if mask is not None:
