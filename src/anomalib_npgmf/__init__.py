@@ -8,12 +8,10 @@ __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
     "Npgmf": "anomalib_npgmf.models.npgmf",
-    "InpFormerPlusPlus": "anomalib_npgmf.models.inp_former_pp",
     "MVTecLOCO": "anomalib_npgmf.data",
-    "MultiCategory": "anomalib_npgmf.data",
     "generate_demo_dataset": "anomalib_npgmf.data",
-    "SPRO": "anomalib_npgmf.metrics",
-    "LocoReport": "anomalib_npgmf.metrics",
+    "au_spro": "anomalib_npgmf.metrics",
+    "LocoResults": "anomalib_npgmf.metrics",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -18,7 +18,7 @@ import numpy as np
 from anomalib.data.datamodules.image.mvtec_loco import MVTecLOCO as AnomalibMVTecLOCO
 from anomalib.data.datasets.base import AnomalibDataset
 from anomalib.data.datasets.image.mvtec_loco import MVTecLOCODataset as AnomalibMVTecLOCODataset
-from anomalib.data.utils import LabelName, Split
+from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
 from PIL import Image
 from torchvision.transforms.v2 import Transform
@@ -113,7 +113,64 @@ class MVTecLOCO(AnomalibMVTecLOCO):
 
     Validation holds LOCO's normal-only ``validation`` split, as in anomalib: thresholds fitted on it (anomalib's
     F1-adaptive default) are not meaningful; use AUROC / AU-sPRO (see the README, "Thresholds").
+
+    Args:
+        loco_report: At test time, attach :class:`~anomalib_npgmf.metrics.callback.LocoReportCallback` so that
+            ``anomalib test`` prints and saves the logical / structural table (image AUROC, AU-sPRO).
+        fpr_limit: FPR integration limit of AU-sPRO in that table.
+        root, category, train_batch_size, eval_batch_size, num_workers, train_augmentations, val_augmentations,
+        test_augmentations, augmentations, test_split_mode, val_split_mode, test_split_ratio, val_split_ratio,
+        seed: As in anomalib's ``MVTecLOCO``.
     """
+
+    def __init__(
+        self,
+        root: Path | str | None = "./datasets/MVTec_LOCO",
+        category: str = "breakfast_box",
+        train_batch_size: int = 32,
+        eval_batch_size: int = 32,
+        num_workers: int = 8,
+        train_augmentations: Transform | None = None,
+        val_augmentations: Transform | None = None,
+        test_augmentations: Transform | None = None,
+        augmentations: Transform | None = None,
+        test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
+        val_split_mode: ValSplitMode | str = ValSplitMode.FROM_DIR,
+        test_split_ratio: float | None = None,
+        val_split_ratio: float | None = None,
+        seed: int | None = None,
+        loco_report: bool = True,
+        fpr_limit: float = 0.05,
+    ) -> None:
+        super().__init__(
+            root=root,
+            category=category,
+            train_batch_size=train_batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            train_augmentations=train_augmentations,
+            val_augmentations=val_augmentations,
+            test_augmentations=test_augmentations,
+            augmentations=augmentations,
+            test_split_mode=test_split_mode,
+            val_split_mode=val_split_mode,
+            test_split_ratio=test_split_ratio,
+            val_split_ratio=val_split_ratio,
+            seed=seed,
+        )
+        self.loco_report = loco_report
+        self.fpr_limit = fpr_limit
+
+    def setup(self, stage: str | None = None) -> None:
+        """anomalib's set-up, plus the LOCO report callback when testing under a trainer."""
+        super().setup(stage)
+        trainer = getattr(self, "trainer", None)
+        if not self.loco_report or trainer is None or stage not in {None, "test"}:
+            return
+        from anomalib_npgmf.metrics.callback import LocoReportCallback
+
+        if not any(isinstance(callback, LocoReportCallback) for callback in trainer.callbacks):
+            trainer.callbacks.append(LocoReportCallback(self.fpr_limit))
 
     def _setup(self, _stage: str | None = None) -> None:
         self.train_data = MVTecLOCODataset(split=Split.TRAIN, root=self.root, category=self.category)

@@ -1,0 +1,92 @@
+"""The MVTec LOCO table: image AUROC and AU-sPRO for logical and structural anomalies apart, and their mean.
+
+Each anomaly type is scored against the good test images only (as the LOCO papers report it): image AUROC over
+{good, logical} and {good, structural}; AU-sPRO with the FPR from good images and the regions of that type.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from anomalib_npgmf.data.mvtec_loco import anomaly_type_of, load_defect_regions
+from anomalib_npgmf.utils import atomic_write_text
+
+from .functional import au_spro
+
+TYPES = ("logical", "structural")
+COLUMNS = ("image_AUROC", "AU-sPRO")
+
+
+@dataclass
+class LocoResults:
+    """Per-image predictions of a LOCO test set, and the table computed from them."""
+
+    image_paths: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    maps: list[np.ndarray] = field(default_factory=list)
+
+    def add(
+        self, image_paths: Sequence[str], scores: torch.Tensor | np.ndarray, maps: torch.Tensor | np.ndarray
+    ) -> None:
+        """Record a batch (maps N x H x W or N x 1 x H x W), stored as float32 numpy."""
+        scores = np.asarray(torch.as_tensor(scores).detach().float().cpu()).reshape(-1)
+        maps = np.asarray(torch.as_tensor(maps).detach().float().cpu())
+        maps = maps.reshape(len(scores), *maps.shape[-2:])
+        if len(image_paths) != len(scores):
+            msg = f"{len(image_paths)} image paths for {len(scores)} scores"
+            raise ValueError(msg)
+        self.image_paths.extend(str(p) for p in image_paths)
+        self.scores.extend(float(s) for s in scores)
+        self.maps.extend(maps)
+
+    def table(self, fpr_limit: float = 0.05) -> dict[str, dict[str, float]]:
+        """``{"logical": {...}, "structural": {...}, "mean": {...}}`` with image AUROC and AU-sPRO."""
+        types = [anomaly_type_of(path) for path in self.image_paths]
+        regions = [
+            [(r.mask, r.saturation_area) for r in load_defect_regions(path)] if kind != "good" else []
+            for path, kind in zip(self.image_paths, types, strict=True)
+        ]
+        scores = np.asarray(self.scores)
+        table: dict[str, dict[str, float]] = {}
+        for kind in TYPES:
+            chosen = [i for i, t in enumerate(types) if t in {"good", kind}]
+            labels = np.array([types[i] == kind for i in chosen])
+            if labels.all() or not labels.any():
+                msg = f"the test set needs good and {kind} images for the LOCO table"
+                raise ValueError(msg)
+            table[kind] = {
+                "image_AUROC": float(roc_auc_score(labels, scores[chosen])),
+                "AU-sPRO": au_spro([self.maps[i] for i in chosen], [regions[i] for i in chosen], fpr_limit),
+            }
+        table["mean"] = {column: float(np.mean([table[k][column] for k in TYPES])) for column in COLUMNS}
+        return table
+
+
+def format_table(table: dict[str, dict[str, float]], fpr_limit: float = 0.05) -> str:
+    """Markdown table (rows logical / structural / mean)."""
+    lines = [f"| anomalies | image AUROC | AU-sPRO (FPR <= {fpr_limit:g}) |", "|---|---|---|"]
+    lines += [f"| {row} | {v['image_AUROC']:.4f} | {v['AU-sPRO']:.4f} |" for row, v in table.items()]
+    return "\n".join(lines)
+
+
+def write_report(table: dict[str, dict[str, float]], folder: str | Path, fpr_limit: float = 0.05) -> list[Path]:
+    """Write ``loco_report.json``, ``.csv`` and ``.md`` atomically into ``folder``."""
+    folder = Path(folder)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["anomalies", *COLUMNS])
+    for row, values in table.items():
+        writer.writerow([row, *(f"{values[c]:.6f}" for c in COLUMNS)])
+    payload = {"fpr_limit": fpr_limit, "table": table}
+    return [
+        atomic_write_text(folder / "loco_report.json", json.dumps(payload, indent=2) + "\n"),
+        atomic_write_text(folder / "loco_report.csv", buffer.getvalue()),
+        atomic_write_text(folder / "loco_report.md", format_table(table, fpr_limit) + "\n"),
+    ]
