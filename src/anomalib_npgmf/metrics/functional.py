@@ -24,9 +24,11 @@ Region = tuple[np.ndarray, float]  # (bool mask H x W, saturation area)
 
 def _as_numpy_map(anomaly_map: np.ndarray | torch.Tensor, shape: tuple[int, int] | None) -> np.ndarray:
     tensor = torch.as_tensor(np.asarray(anomaly_map) if not isinstance(anomaly_map, torch.Tensor) else anomaly_map)
-    tensor = tensor.detach().float().cpu().squeeze()
+    tensor = tensor.detach().double().cpu()
+    while tensor.ndim > 2 and tensor.shape[0] == 1:  # (1, H, W) or (1, 1, H, W) maps
+        tensor = tensor[0]
     if tensor.ndim != 2:
-        msg = f"each anomaly map must be H x W (after squeezing), got shape {tuple(tensor.shape)}"
+        msg = f"each anomaly map must be H x W (or 1 x H x W), got shape {tuple(tensor.shape)}"
         raise ValueError(msg)
     if shape is not None and tuple(tensor.shape) != tuple(shape):
         tensor = F.interpolate(tensor[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
