@@ -20,7 +20,7 @@ CKPT="$OUT/results/Npgmf/MVTecLOCO/$CATEGORY/latest/weights/lightning/model.ckpt
 [ -f "$CKPT" ] || { echo "demo: no checkpoint at $CKPT" >&2; exit 1; }
 
 echo "== 3/5 LOCO evaluation: image AUROC and AU-sPRO, logical vs structural, heatmap grids"
-anomalib-npgmf evaluate --ckpt "$CKPT" --config "$CONFIG" --root "$OUT/datasets" --category "$CATEGORY" \
+anomalib-npgmf evaluate --ckpt "$CKPT" --model Npgmf --root "$OUT/datasets" --category "$CATEGORY" \
   --output "$OUT/evaluation"
 
 echo "== 4/5 anomalib export --export_type openvino"
