@@ -105,3 +105,22 @@ def test_a_leftover_start_up_file_without_the_package_is_silent(tmp_path: Path):
     (site_packages / ours.name).write_text(ours.read_text())
     result = _run("print('ok')", python=python)
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "ok", "")
+
+
+def test_the_wheel_ships_the_start_up_files_at_site_packages_level(tmp_path: Path):
+    """A normal (non-editable) install gets the hook from these two top-level files of the wheel."""
+    import zipfile
+
+    project = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(project)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("anomalib_npgmf-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"anomalib_npgmf_startup.pth", "anomalib_npgmf_startup.start", "anomalib_npgmf/_register.py"} <= names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "[anomalib.models]" in entry_points
+    assert "Npgmf = anomalib_npgmf.models.npgmf:Npgmf" in entry_points

@@ -164,3 +164,32 @@ def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, tiny_
     expected = f"{trained_npgmf.test_metrics['image_AUROC']:.4f}"[:5]
     assert "image_AUROC" in result.stdout
     assert expected in result.stdout, result.stdout[-3000:]
+
+
+def test_anomalib_cli_predict_from_checkpoint_in_a_new_process(trained_npgmf, tiny_npgmf_kwargs, tmp_path):
+    anomalib = str(Path(sys.executable).parent / "anomalib")
+    images = trained_npgmf.dataset_root / trained_npgmf.category / "test" / "structural_anomalies"
+    arguments = [
+        anomalib,
+        "predict",
+        "--model",
+        "Npgmf",
+        *[
+            f"--model.{key}={json.dumps(list(value)) if isinstance(value, tuple) else value}"
+            for key, value in tiny_npgmf_kwargs.items()
+        ],
+        "--ckpt_path",
+        str(trained_npgmf.checkpoint),
+        "--data_path",
+        str(images),
+        "--default_root_dir",
+        str(tmp_path),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.logger",
+        "false",
+    ]
+    result = subprocess.run(arguments, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = list(tmp_path.rglob("*.png"))
+    assert len(written) == len(list(images.glob("*.png")))
