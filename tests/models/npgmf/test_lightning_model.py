@@ -180,7 +180,7 @@ def test_anomalib_cli_predict_from_checkpoint_in_a_new_process(trained_npgmf, ti
         ],
         "--ckpt_path",
         str(trained_npgmf.checkpoint),
-        "--data_path",
+        "--data",
         str(images),
         "--default_root_dir",
         str(tmp_path),
