@@ -12,22 +12,29 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from .loco import LocoResults, format_table, write_report
+from .loco import COLUMNS, TYPES, format_table, write_report
+from .streaming import loco_test_metrics
 
 logger = logging.getLogger(__name__)
 
 
 class LocoReportCallback(Callback):
-    """Collect test predictions, then compute, print and write the LOCO table."""
+    """Stream test predictions into the LOCO metrics (no maps kept), then print and write the table.
+
+    The metrics are torchmetrics with summed states, reduced over DDP ranks when computed.
+    """
 
     def __init__(self, fpr_limit: float = 0.05) -> None:
         self.fpr_limit = fpr_limit
-        self.results = LocoResults()
+        self.metrics = loco_test_metrics(fpr_limit)
+        self.images = 0
         self.table: dict[str, dict[str, float]] | None = None
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del trainer, pl_module
-        self.results = LocoResults()
+        for metric in self.metrics:
+            metric.reset()
+        self.images = 0
 
     def on_test_batch_end(
         self,
@@ -42,15 +49,24 @@ class LocoReportCallback(Callback):
         predictions = outputs if outputs is not None else batch
         if getattr(predictions, "anomaly_map", None) is None or getattr(predictions, "pred_score", None) is None:
             return
-        self.results.add(predictions.image_path, predictions.pred_score, predictions.anomaly_map)
+        for metric in self.metrics:
+            metric.to("cpu").update(predictions)
+        self.images += len(predictions.image_path)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del pl_module
-        if not self.results.image_paths or trainer.global_rank != 0:
+        if not self.images:
             return
-        self.table = self.results.table(self.fpr_limit)
+        values = {metric.name: float(metric.compute()) for metric in self.metrics}  # collective over DDP ranks
+        table = {
+            kind: {"image_AUROC": values[f"image_AUROC_{kind}"], "AU-sPRO": values[f"AU-sPRO_{kind}"]} for kind in TYPES
+        }
+        table["mean"] = {column: sum(table[kind][column] for kind in TYPES) / len(TYPES) for column in COLUMNS}
+        self.table = table
+        if trainer.global_rank != 0:
+            return
         folder = Path(trainer.default_root_dir)
         write_report(self.table, folder, self.fpr_limit)
-        print(f"\nMVTec LOCO results ({len(self.results.image_paths)} test images):")
+        print(f"\nMVTec LOCO results ({self.images} test images on this rank):")
         print(format_table(self.table, self.fpr_limit))
         print(f"Written: {folder / 'loco_report.json'} (.csv, .md)\n")

@@ -34,6 +34,13 @@ def test_training_fits_prior_and_normalisation(trained_npgmf):
     assert 0.0 <= trained_npgmf.test_metrics["image_AUROC"] <= 1.0
 
 
+def test_anomalib_test_wrote_the_loco_table_into_the_run_folder(trained_npgmf):
+    report = Path(trained_npgmf.engine.trainer.default_root_dir) / "loco_report.json"
+    table = json.loads(report.read_text())["table"]
+    assert set(table) == {"logical", "structural", "mean"}
+    assert all(0.0 <= value <= 1.0 for row in table.values() for value in row.values())
+
+
 def test_eval_scores_are_finite_and_ordered_like_maps(trained_npgmf):
     _, images = _test_images(trained_npgmf)
     model = trained_npgmf.model.eval()
