@@ -150,3 +150,40 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, capsys):
         )
         == 1
     )
+
+
+def test_evaluate_works_for_an_anomalib_model(trained, tmp_path):
+    """anomalib's own Padim, trained on the same data, evaluated through its checkpoint."""
+    from anomalib.engine import Engine
+    from anomalib.models import Padim
+
+    from anomalib_npgmf.data import MVTecLOCO
+
+    root, _, _ = trained
+    model = Padim(backbone="resnet18", pre_trained=False, pre_processor=Padim.configure_pre_processor((64, 64)))
+    engine = Engine(max_epochs=1, accelerator="cpu", devices=1, default_root_dir=tmp_path / "run", logger=False)
+    engine.fit(
+        model,
+        datamodule=MVTecLOCO(root=root, category="demo_box", num_workers=0, train_batch_size=8, eval_batch_size=8),
+    )
+    checkpoint = engine.trainer.checkpoint_callback.best_model_path
+    assert (
+        main(
+            [
+                "evaluate",
+                "--ckpt",
+                checkpoint,
+                "--model",
+                "Padim",
+                "--root",
+                str(root),
+                "--category",
+                "demo_box",
+                "--output",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
+    table = json.loads((tmp_path / "eval/loco_report.json").read_text())["table"]
+    assert 0.0 <= table["mean"]["AU-sPRO"] <= 1.0

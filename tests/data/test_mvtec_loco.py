@@ -36,6 +36,13 @@ def test_our_datamodule_loads_every_split(root):
     assert labels.count(0) == 3
     anomalous = next(i for i, label in enumerate(labels) if label == 1)
     assert datamodule.test_data[anomalous].gt_mask.any()
+    assert datamodule.test_data.anomaly_type(anomalous) in {"logical", "structural"}
+    regions = datamodule.test_data.defect_regions(anomalous)
+    union = np.any([r.mask for r in regions], axis=0)
+    assert np.array_equal(union, datamodule.test_data[anomalous].gt_mask.numpy().astype(bool))
+    good = labels.index(0)
+    assert datamodule.test_data.anomaly_type(good) == "good"
+    assert datamodule.test_data.defect_regions(good) == []
 
 
 def test_anomaly_types_and_regions(root):

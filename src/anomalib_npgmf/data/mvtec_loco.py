@@ -107,6 +107,14 @@ class MVTecLOCODataset(AnomalibMVTecLOCODataset):
         self.split = split
         self.samples = make_loco_samples(self.root_category, split)
 
+    def anomaly_type(self, index: int) -> str:
+        """``"good"``, ``"logical"`` or ``"structural"`` of sample ``index``."""
+        return anomaly_type_of(self.samples.iloc[index].image_path)
+
+    def defect_regions(self, index: int) -> list["DefectRegion"]:
+        """The defect regions of sample ``index`` at ground-truth resolution (``[]`` for good images)."""
+        return load_defect_regions(self.samples.iloc[index].image_path, self.root_category)
+
 
 class MVTecLOCO(AnomalibMVTecLOCO):
     """anomalib's ``MVTecLOCO`` datamodule (same arguments), working on pandas 2 and 3.
