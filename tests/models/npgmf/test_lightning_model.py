@@ -200,3 +200,22 @@ def test_anomalib_cli_predict_from_checkpoint_in_a_new_process(trained_npgmf, ti
     assert result.returncode == 0, result.stderr[-3000:]
     written = list(tmp_path.rglob("*.png"))
     assert len(written) == len(list(images.glob("*.png")))
+
+
+def test_nan_input_is_refused_with_the_image_named(tiny_npgmf_kwargs):
+    from anomalib.data import ImageBatch
+
+    model = Npgmf(**tiny_npgmf_kwargs)
+    images = torch.zeros(2, 3, 64, 64)
+    images[1, 0, 3, 3] = float("nan")
+    batch = ImageBatch(image=images, image_path=["a.png", "b.png"])
+    with pytest.raises(ValueError, match=r"NaN or Inf pixel values: b\.png"):
+        model.test_step(batch, 0)
+
+
+def test_any_image_size_works_even_if_not_a_multiple_of_the_stride(tiny_npgmf_kwargs):
+    model = Npgmf(**{**tiny_npgmf_kwargs, "image_size": (72, 100)}).eval()
+    with torch.no_grad():
+        result = model(torch.rand(1, 3, 90, 130))
+    assert result.anomaly_map.shape[-2:] == (72, 100)
+    assert torch.isfinite(result.pred_score).all()

@@ -239,6 +239,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Both branches learn to reconstruct the frozen encoder's features of normal images."""
         del args, kwargs
+        _check_finite(batch)
         losses = self.loss(self.model(batch.image))
         for name, value in losses.items():
             self.log(
@@ -255,7 +256,18 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score validation images (anomalib's post-processor fits its threshold on these)."""
         del args, kwargs
+        _check_finite(batch)
         return batch.update(**self.model(batch.image)._asdict())
+
+    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """As anomalib's, after refusing NaN/Inf input (it would give a NaN score, silently)."""
+        _check_finite(batch)
+        return super().test_step(batch, *args, **kwargs)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
+        """As anomalib's, after refusing NaN/Inf input."""
+        _check_finite(batch)
+        return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -283,6 +295,16 @@ def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
         msg = f"image_size must be an int or (height, width) with both sides >= 32, got {size}"
         raise ValueError(msg)
     return size
+
+
+def _check_finite(batch: Batch) -> None:
+    """Fail on NaN/Inf pixels, naming the images, instead of producing NaN scores."""
+    finite = torch.isfinite(batch.image.reshape(batch.image.shape[0], -1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = [path for path, ok in zip(_paths(batch), finite.tolist(), strict=True) if not ok]
+    msg = f"input images contain NaN or Inf pixel values: {', '.join(bad[:5])}"
+    raise ValueError(msg)
 
 
 def _normal_mask(batch: Batch) -> torch.Tensor:
