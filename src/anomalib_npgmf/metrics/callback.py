@@ -12,7 +12,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from .loco import COLUMNS, TYPES, format_table, write_report
+from .loco import TYPES, format_table, with_mean, write_report
 from .streaming import loco_test_metrics
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ class LocoReportCallback(Callback):
         table = {
             kind: {"image_AUROC": values[f"image_AUROC_{kind}"], "AU-sPRO": values[f"AU-sPRO_{kind}"]} for kind in TYPES
         }
-        table["mean"] = {column: sum(table[kind][column] for kind in TYPES) / len(TYPES) for column in COLUMNS}
-        self.table = table
+        self.table = with_mean(table)
         if trainer.global_rank != 0:
             return
         folder = Path(trainer.default_root_dir)
