@@ -1,6 +1,6 @@
 """Train, test and export Npgmf from Python on the generated LOCO-layout data (CPU, random init, ~1-2 min).
 
-    python examples/train_npgmf.py [OUTPUT_DIR]
+Usage: ``python examples/train_npgmf.py [OUTPUT_DIR]``
 """
 
 import sys

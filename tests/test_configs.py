@@ -22,3 +22,5 @@ def test_config_parses_with_anomalib_train(config: Path):
 def test_there_are_configs_for_each_model():
     assert any(p.parent.name == "npgmf" and p.name == "mvtec_loco.yaml" for p in CONFIGS)
     assert any(p.parent.name == "npgmf" and p.name == "demo_cpu.yaml" for p in CONFIGS)
+    for name in ("demo_cpu", "mvtec_loco", "mvtec_ad_multiclass", "mvtec_loco_multiclass", "visa_multiclass"):
+        assert any(p.parent.name == "inp_former_pp" and p.stem == name for p in CONFIGS), name

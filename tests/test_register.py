@@ -89,6 +89,21 @@ def test_anomalib_cli_subcommands_resolve_the_short_name(arguments: list[str]):
     assert "class_path: anomalib_npgmf" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("model", "class_path"),
+    [
+        ("InpFormerPlusPlus", "anomalib_npgmf.InpFormerPlusPlus"),
+        ("InpFormer", "anomalib.models.InpFormer"),
+    ],
+)
+def test_both_inp_formers_resolve_in_the_anomalib_cli_of_one_environment(model: str, class_path: str):
+    result = subprocess.run(
+        [ANOMALIB, "train", "--model", model, "--print_config"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"class_path: {class_path}" in result.stdout
+
+
 def test_a_leftover_start_up_file_without_the_package_is_silent(tmp_path: Path):
     venv = tmp_path / "leftover"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
@@ -124,3 +139,4 @@ def test_the_wheel_ships_the_start_up_files_at_site_packages_level(tmp_path: Pat
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "[anomalib.models]" in entry_points
     assert "Npgmf = anomalib_npgmf.models.npgmf:Npgmf" in entry_points
+    assert "InpFormerPlusPlus = anomalib_npgmf.models.inp_former_pp:InpFormerPlusPlus" in entry_points

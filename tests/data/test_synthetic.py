@@ -1,5 +1,7 @@
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -67,6 +69,148 @@ def test_objects_move_between_normal_images(box):
     assert np.abs(images[0] - images[1]).mean() > 10
 
 
+def _centroid(mask):
+    rows, cols = np.nonzero(mask)
+    return rows.mean(), cols.mean()
+
+
+def test_objects_are_placed_freely_not_at_fixed_positions(tmp_path):
+    folder = generate_demo_dataset(tmp_path, "box", n_train=12, n_val=1, n_test_good=1, n_test_per_defect=1)
+    bars, circles = [], []
+    for path in sorted((folder / "train/good").glob("*.png")):
+        rgb = np.asarray(Image.open(path)).astype(int)
+        red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        bars.append(_centroid((blue > red + 80) & (blue > green + 80)))  # the blue bar
+        circles.append(_centroid((red > blue + 120) & (green > blue + 40) & (np.arange(128) < 64)))  # orange, left
+    bars, circles = np.array(bars), np.array(circles)
+    # sizes and positions drawn at random: the objects' centres spread over many pixels in both axes
+    assert bars[:, 0].std() > 5
+    assert bars[:, 1].std() > 3
+    assert circles[:, 0].std() > 5
+    assert circles[:, 1].std() > 2
+    assert len({(round(r), round(c)) for r, c in bars}) == len(bars)  # no two images share the bar position
+
+
+def test_every_defect_kind_has_images_and_masks_with_its_pixel_value(box):
+    config = json.loads((box / "defects_config.json").read_text())
+    types = json.loads((box / "defect_types.json").read_text())
+    assert sorted(types.values()) == sorted(entry["defect_name"] for entry in config for _ in range(2))
+    for key, defect in types.items():
+        value = next(entry["pixel_value"] for entry in config if entry["defect_name"] == defect)
+        masks = sorted((box / "ground_truth" / key.split("/")[1] / key.split("/")[2]).glob("*.png"))
+        assert masks
+        assert any(value in np.unique(np.asarray(Image.open(m))) for m in masks)
+
+
+def test_defects_config_has_the_loco_format(box):
+    config = json.loads((box / "defects_config.json").read_text())
+    assert isinstance(config, list)
+    for entry in config:
+        assert set(entry) == {"defect_name", "pixel_value", "saturation_threshold", "relative_saturation"}
+        assert isinstance(entry["relative_saturation"], bool)
+        assert 1 <= entry["pixel_value"] <= 255
+    missing = next(e for e in config if e["defect_name"] == "missing_circle")
+    assert missing == {
+        "defect_name": "missing_circle",
+        "pixel_value": 241,
+        "saturation_threshold": 300,  # absolute, in pixels at 128 px
+        "relative_saturation": False,
+    }
+    assert len({e["pixel_value"] for e in config}) == len(config)
+
+
+def test_absolute_saturation_scales_with_the_image_area(tmp_path):
+    counts = {"n_train": 2, "n_val": 1, "n_test_good": 1, "n_test_per_defect": 1}
+    folder = generate_demo_dataset(tmp_path, "big", image_size=256, **counts)
+    config = {e["defect_name"]: e for e in json.loads((folder / "defects_config.json").read_text())}
+    assert config["missing_circle"]["saturation_threshold"] == 1200  # 300 px at 128 px -> 4x the area
+    assert config["scratch"]["saturation_threshold"] == 1.0
+    assert Image.open(folder / "test/good/000.png").size == (256, 256)
+
+
+def test_incomplete_generation_is_not_reused_and_overwrite_restores_it(tmp_path):
+    folder = generate_demo_dataset(tmp_path, "c", seed=1, **SMALL)
+    digest = _digest(folder)
+    (folder / "test/good/001.png").unlink()
+    with pytest.raises(FileExistsError, match="not a complete generation"):
+        generate_demo_dataset(tmp_path, "c", seed=1, **SMALL)
+    generate_demo_dataset(tmp_path, "c", seed=1, overwrite=True, **SMALL)
+    assert _digest(folder) == digest
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary folders left behind
+
+
+def test_overwrite_replaces_a_foreign_folder(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"no readable generation\.json"):
+        generate_demo_dataset(tmp_path, "c", **SMALL)
+    assert (tmp_path / "c" / "notes.txt").is_file()
+    folder = generate_demo_dataset(tmp_path, "c", overwrite=True, **SMALL)
+    assert not (folder / "notes.txt").exists()
+    assert (folder / "generation.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
+    from anomalib_npgmf.data import layouts
+
+    def broken_render(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(layouts, "render", broken_render)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_demo_dataset(tmp_path, "c", **SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_identical_generation_is_kept(tmp_path):
+    """Two processes (e.g. DDP ranks) generating the same data: the later one keeps the earlier one's folder."""
+    from anomalib_npgmf.data.layouts import write_category
+    from anomalib_npgmf.data.synthetic import _checked_parameters, _move_into_place
+
+    parameters = _checked_parameters("c", 128, 4, 2, 3, 2, 0, "box", "mvtec_loco")
+    target = generate_demo_dataset(tmp_path, "c", seed=0, **SMALL)  # the other process finished first
+    before = (target / "generation.json").stat().st_mtime_ns
+    staging = tmp_path / ".c.staging"
+    write_category(staging, parameters)
+    _move_into_place(staging, target, parameters)
+    assert (target / "generation.json").stat().st_mtime_ns == before
+    assert _holds_generation_files(target)
+
+
+def _holds_generation_files(folder):
+    return (folder / "defects_config.json").is_file() and len(list((folder / "train/good").glob("*.png"))) == 4
+
+
+def test_mvtec_ad_layout(tmp_path):
+    folder = generate_demo_dataset(tmp_path, "ad", layout="mvtec_ad", seed=2, **SMALL)
+    defects = [d.name for d in SCENES["box"].defects]
+    assert sorted(p.name for p in (folder / "test").iterdir()) == sorted([*defects, "good"])
+    assert not (folder / "validation").exists()
+    assert not (folder / "defects_config.json").exists()
+    assert len(list((folder / "train/good").glob("*.png"))) == 4
+    for defect in defects:
+        images = sorted((folder / "test" / defect).glob("*.png"))
+        assert [p.name for p in images] == ["000.png", "001.png"]
+        for image in images:
+            mask = np.asarray(Image.open(folder / "ground_truth" / defect / f"{image.stem}_mask.png"))
+            assert mask.shape == (128, 128)
+            assert set(np.unique(mask)) == {0, 255}
+    types = json.loads((folder / "defect_types.json").read_text())
+    assert types["test/scratch/001"] == "scratch"
+    # a LOCO-layout generation with the same seed is a different dataset, and re-running is a no-op
+    assert generate_demo_dataset(tmp_path, "ad", layout="mvtec_ad", seed=2, **SMALL) == folder
+    with pytest.raises(FileExistsError):
+        generate_demo_dataset(tmp_path, "ad", seed=2, **SMALL)
+
+
+def test_generator_module_does_not_import_torch():
+    """``anomalib-npgmf generate`` must start fast: the generator needs numpy/OpenCV, not anomalib or torch."""
+    code = "import sys, anomalib_npgmf.data.synthetic\nprint(sorted({'torch', 'anomalib'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_rerun_is_a_no_op_and_different_parameters_need_overwrite(box):
     before = (box / "train/good/000.png").stat().st_mtime_ns
     generate_demo_dataset(box.parent, "demo_box", seed=3, **SMALL)
@@ -88,6 +232,10 @@ def test_pins_scene_has_its_own_defects(tmp_path):
         ({"image_size": 16}, "image_size"),
         ({"n_train": 0}, "counts"),
         ({"category": "a/b"}, "category"),
+        ({"category": ".hidden"}, "category"),
+        ({"layout": "folder"}, "layout"),
+        ({"seed": 1.5}, "seed"),
+        ({"image_size": 2048}, "image_size"),
     ],
 )
 def test_bad_parameters_are_named(tmp_path, kwargs, match):
@@ -98,26 +246,28 @@ def test_bad_parameters_are_named(tmp_path, kwargs, match):
 def test_cli_prints_a_summary(tmp_path, capsys):
     from anomalib_npgmf.cli import main
 
-    assert (
-        main(
-            [
-                "generate",
-                "--root",
-                str(tmp_path),
-                "--category",
-                "x",
-                "--n-train",
-                "3",
-                "--n-val",
-                "1",
-                "--n-test-good",
-                "1",
-                "--n-test-per-defect",
-                "1",
-            ]
-        )
-        == 0
-    )
+    argv = ["generate", "--root", str(tmp_path), "--category", "x", "--n-train", "3", "--n-val", "1"]
+    argv += ["--n-test-good", "1", "--n-test-per-defect", "2"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "test/logical_anomalies" in out
     assert str(tmp_path / "x") in out
+    assert "reused" not in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
+    assert lines["train/good"][1] == "3"
+    assert lines["test/logical_anomalies"][1] == "10"  # 5 logical kinds x 2
+    assert lines["test/structural_anomalies"][1] == "6"
+    assert "structural contamination 2 images" in " ".join(out.split())
+    assert main(argv) == 0
+    assert "reused" in capsys.readouterr().out
+    assert main([*argv[:-1], "3"]) == 1  # a different generation is in the way: one-line error, exit 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_layout_and_scene_flags(tmp_path, capsys):
+    from anomalib_npgmf.data.synthetic import main_generate
+
+    argv = ["--root", str(tmp_path), "--category", "p", "--scene", "pins", "--layout", "mvtec_ad", "--n-train", "2"]
+    assert main_generate([*argv, "--n-val", "1", "--n-test-good", "1", "--n-test-per-defect", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test/empty_cell" in out
+    assert (tmp_path / "p/ground_truth/double_pin/000_mask.png").is_file()

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from anomalib.data import ImageItem
 from anomalib.data.datamodules.image.mvtec_loco import MVTecLOCO as AnomalibMVTecLOCO
 from anomalib.data.datasets.base import AnomalibDataset
 from anomalib.data.datasets.image.mvtec_loco import MVTecLOCODataset as AnomalibMVTecLOCODataset
@@ -22,6 +23,8 @@ from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
 from PIL import Image
 from torchvision.transforms.v2 import Transform
+
+from .items import load_image_item, mask_paths_of
 
 ANOMALY_DIRS = {"good": "good", "logical_anomalies": "logical", "structural_anomalies": "structural"}
 SPLIT_DIRS = {"train": Split.TRAIN.value, "validation": Split.VAL.value, "test": Split.TEST.value}
@@ -52,8 +55,15 @@ def anomaly_type_of(image_path: str | Path) -> str:
 
 def make_loco_samples(category_root: Path, split: str | Split | None = None) -> DataFrame:
     """Sample table of one LOCO category: image path, split, label, mask paths (a list per anomalous image)."""
+    if not category_root.parent.is_dir():
+        msg = f"MVTec LOCO root folder {category_root.parent} does not exist (check data.root)"
+        raise FileNotFoundError(msg)
     if not category_root.is_dir():
-        msg = f"MVTec LOCO category folder {category_root} does not exist (check data.root and data.category)"
+        found = sorted(p.name for p in category_root.parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+        msg = (
+            f"MVTec LOCO category folder {category_root} does not exist (check data.root and data.category; "
+            f"categories found there: {', '.join(found) or 'none'})"
+        )
         raise FileNotFoundError(msg)
     rows = []
     for split_dir, split_value in SPLIT_DIRS.items():
@@ -106,6 +116,13 @@ class MVTecLOCODataset(AnomalibMVTecLOCODataset):
         self.category = category
         self.split = split
         self.samples = make_loco_samples(self.root_category, split)
+
+    def __getitem__(self, index: int) -> ImageItem:
+        """anomalib's LOCO item (gt mask = union of the image's regions), refusing masks of another size."""
+        sample = self.samples.iloc[index]
+        return load_image_item(
+            str(sample.image_path), mask_paths_of(sample.mask_path), int(sample.label_index), self.augmentations
+        )
 
     def anomaly_type(self, index: int) -> str:
         """``"good"``, ``"logical"`` or ``"structural"`` of sample ``index``."""
@@ -208,16 +225,29 @@ def _defects_config(config_path: str, modified: float) -> dict[int, dict]:
     }
     for index, entry in enumerate(entries):
         problems = [
-            key for key, kind in required.items() if not isinstance(entry, dict) or not isinstance(entry.get(key), kind)
+            key
+            for key, kind in required.items()
+            if not isinstance(entry, dict)
+            or not isinstance(entry.get(key), kind)
+            or (kind is not bool and isinstance(entry.get(key), bool))  # JSON true is no number
         ]
         if problems:
             msg = f"{path}: entry {index} ({entry!r}) lacks or mistypes {', '.join(problems)}"
             raise ValueError(msg)
-        if entry["saturation_threshold"] <= 0 or (entry["relative_saturation"] and entry["saturation_threshold"] > 1):
+        threshold = entry["saturation_threshold"]
+        if not threshold > 0 or (entry["relative_saturation"] and threshold > 1):  # `not >` also catches NaN
             msg = (
-                f"{path}: entry {index} has saturation_threshold {entry['saturation_threshold']}; expected > 0 "
+                f"{path}: entry {index} ({entry['defect_name']}) has saturation_threshold {threshold}; expected > 0 "
                 "(and <= 1 when relative_saturation is true)"
             )
+            raise ValueError(msg)
+        if not 1 <= entry["pixel_value"] <= 255:
+            value = entry["pixel_value"]
+            msg = f"{path}: entry {index} ({entry['defect_name']}) has pixel_value {value}; expected 1-255"
+            raise ValueError(msg)
+        if entry["pixel_value"] in table:
+            other = table[entry["pixel_value"]]["defect_name"]
+            msg = f"{path}: entry {index} ({entry['defect_name']}) reuses pixel_value {entry['pixel_value']} of {other}"
             raise ValueError(msg)
         table[int(entry["pixel_value"])] = entry
     return table

@@ -3,8 +3,9 @@
 Writes exactly the LOCO folder layout (``train/good``, ``validation/good``, ``test/good``,
 ``test/logical_anomalies``, ``test/structural_anomalies``, ``ground_truth/<anomaly dir>/<stem>/000.png`` with one file
 per defect region holding the defect's pixel value, and ``defects_config.json``), so anomalib's and our LOCO tooling
-read it like the real dataset. Two additions real LOCO lacks: ``defect_types.json`` (image -> defect name, for
-per-defect reports) and ``generation.json`` (the parameters, so a re-run with the same ones is a no-op).
+read it like the real dataset; or, with ``layout="mvtec_ad"``, the MVTec AD layout (see :mod:`.layouts`). Two
+additions the real datasets lack: ``defect_types.json`` (image -> defect name, for per-defect reports) and
+``generation.json`` (the parameters, so a re-run with the same ones is a no-op).
 
 Deterministic: the same parameters give byte-identical PNG files. Written atomically: the category is built in a
 temporary folder beside the target and renamed into place.
@@ -14,36 +15,14 @@ import argparse
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from tqdm.auto import tqdm
-
-from .scenes import SCENES, DefectSpec, render
+from .layouts import LAYOUTS, expected_counts, metadata_files, write_category
+from .scenes import SCENES
 
 GENERATOR_VERSION = 1
-
-
-def _defects_config(defects: list[DefectSpec], image_size: int) -> list[dict]:
-    """LOCO's ``defects_config.json`` entries; absolute saturation areas scale with the image area."""
-    area_scale = (image_size / 128) ** 2
-    return [
-        {
-            "defect_name": spec.name,
-            "pixel_value": spec.pixel_value,
-            "saturation_threshold": spec.saturation_threshold
-            if spec.relative_saturation
-            else round(spec.saturation_threshold * area_scale),
-            "relative_saturation": spec.relative_saturation,
-        }
-        for spec in defects
-    ]
-
-
-def _save_png(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG", optimize=False)
+MAX_IMAGE_SIZE = 1024  # drawn at 4x: a 1024 px image is a 4096 px float canvas (~200 MB)
 
 
 def generate_demo_dataset(
@@ -57,35 +36,84 @@ def generate_demo_dataset(
     seed: int = 0,
     scene: str = "box",
     overwrite: bool = False,
+    layout: str = "mvtec_loco",
 ) -> Path:
-    """Write one seeded LOCO-layout category and return its folder ``root/category``.
+    """Write one seeded synthetic category and return its folder ``root/category``.
 
     Args:
         root: Dataset root (the folder that holds categories, like ``MVTec_LOCO``).
         category: Category folder name; also the text the models' category prior reads.
-        image_size: Side of the square images in pixels (>= 64).
+        image_size: Side of the square images in pixels (64-1024).
         n_train: Normal training images.
-        n_val: Normal validation images.
+        n_val: Normal validation images (LOCO layout only; MVTec AD has no validation split).
         n_test_good: Normal test images.
         n_test_per_defect: Test images per defect kind.
         seed: Random seed; the same parameters give byte-identical files.
         scene: ``"box"`` (circles, a bar and a square in two compartments) or ``"pins"`` (one pin per grid cell).
         overwrite: Replace an existing, different category folder.
+        layout: ``"mvtec_loco"`` or ``"mvtec_ad"``.
     """
+    parameters = _checked_parameters(
+        category, image_size, n_train, n_val, n_test_good, n_test_per_defect, seed, scene, layout
+    )
+    target = Path(root) / category
+    if target.exists():
+        if _holds_generation(target, parameters):
+            return target
+        if not overwrite:
+            msg = (
+                f"{target} already exists and is not a complete generation with these parameters "
+                f"({_describe_existing(target)}); pass overwrite=True (CLI: --overwrite) to replace it, or choose "
+                "another --root/--category"
+            )
+            raise FileExistsError(msg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{category}.", dir=target.parent))
+    try:
+        write_category(staging, parameters)
+        _move_into_place(staging, target, parameters)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
+    return target
+
+
+def _checked_parameters(
+    category: str,
+    image_size: int,
+    n_train: int,
+    n_val: int,
+    n_test_good: int,
+    n_test_per_defect: int,
+    seed: int,
+    scene: str,
+    layout: str,
+) -> dict:
+    """The generation record (what ``generation.json`` holds), after checking every argument."""
     if scene not in SCENES:
-        msg = f"scene must be one of {sorted(SCENES)}, got '{scene}'"
+        msg = f"scene must be one of {sorted(SCENES)}, got {scene!r}"
         raise ValueError(msg)
-    if image_size < 64:
-        msg = f"image_size must be at least 64 pixels, got {image_size}"
+    if layout not in LAYOUTS:
+        msg = f"layout must be one of {list(LAYOUTS)}, got {layout!r}"
+        raise ValueError(msg)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 64 <= image_size <= MAX_IMAGE_SIZE:
+        msg = f"image_size must be an integer from 64 to {MAX_IMAGE_SIZE} pixels, got {image_size!r}"
         raise ValueError(msg)
     counts = {"n_train": n_train, "n_val": n_val, "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect}
-    if any(value < 1 for value in counts.values()) or n_train < 2:
-        msg = f"image counts must be positive (and n_train >= 2), got {counts}"
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in counts.values()) or n_train < 2:
+        msg = f"image counts must be positive integers (and n_train >= 2), got {counts}"
         raise ValueError(msg)
-    if not category or "/" in category or category.strip() != category:
-        msg = f"category must be a plain folder name, got {category!r}"
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        msg = f"seed must be an integer, got {seed!r}"
         raise ValueError(msg)
-    target = Path(root) / category
+    if (
+        not isinstance(category, str)
+        or not category
+        or category.startswith(".")
+        or any(sep in category for sep in ("/", "\\"))
+        or category.strip() != category
+    ):
+        msg = f"category must be a plain folder name (no separators, not hidden), got {category!r}"
+        raise ValueError(msg)
     parameters = {
         "generator_version": GENERATOR_VERSION,
         "category": category,
@@ -94,60 +122,60 @@ def generate_demo_dataset(
         "scene": scene,
         **counts,
     }
-    record = target / "generation.json"
-    if target.exists():
-        if record.is_file() and json.loads(record.read_text()) == parameters:
-            return target
-        if not overwrite:
-            msg = (
-                f"{target} already exists and was not generated with these parameters; pass overwrite=True "
-                "(CLI: --overwrite) to replace it, or choose another --root/--category"
-            )
-            raise FileExistsError(msg)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{category}.", dir=target.parent))
+    if layout != "mvtec_loco":  # LOCO records stay as they were before layouts existed, so old data is reused
+        parameters["layout"] = layout
+    return parameters
+
+
+def _read_record(folder: Path) -> dict | None:
     try:
-        _write_category(staging, parameters, SCENES[scene].defects)
-        if target.exists():
-            shutil.rmtree(target)
+        record = json.loads((folder / "generation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _holds_generation(folder: Path, parameters: dict) -> bool:
+    """Whether ``folder`` holds this exact generation, complete (a re-run is then a no-op)."""
+    if _read_record(folder) != parameters:
+        return False
+    if not all((folder / name).is_file() for name in metadata_files(parameters)):
+        return False
+    return all(
+        len(list((folder / split).glob("*.png"))) == count for split, count in expected_counts(parameters).items()
+    )
+
+
+def _describe_existing(folder: Path) -> str:
+    record = _read_record(folder)
+    if record is None:
+        return "no readable generation.json"
+    return "generation.json: " + ", ".join(f"{key}={value}" for key, value in sorted(record.items()))
+
+
+def _move_into_place(staging: Path, target: Path, parameters: dict) -> None:
+    """Rename the finished ``staging`` folder to ``target``; an old ``target`` is swapped out, then deleted.
+
+    Two processes generating the same data at once (e.g. DDP ranks) both succeed: the second finds the first one's
+    identical result in place and keeps it.
+    """
+    if _holds_generation(target, parameters):  # another process finished the same generation meanwhile
+        return
+    staging.chmod(0o755)  # mkdtemp makes it private to its owner; a dataset is for everyone who may read the root
+    retired = None
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent)) / target.name
+        target.rename(retired)
+    try:
         staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
-def _write_category(folder: Path, parameters: dict, defects: list[DefectSpec]) -> None:
-    size, scene = parameters["image_size"], parameters["scene"]
-    rng = np.random.default_rng(parameters["seed"])
-    jobs: list[tuple[str, str | None, int]] = [("train/good", None, i) for i in range(parameters["n_train"])]
-    jobs += [("validation/good", None, i) for i in range(parameters["n_val"])]
-    jobs += [("test/good", None, i) for i in range(parameters["n_test_good"])]
-    for kind in ("logical", "structural"):
-        index = 0
-        for spec in (d for d in defects if d.kind == kind):
-            for _ in range(parameters["n_test_per_defect"]):
-                jobs.append((f"test/{kind}_anomalies", spec.name, index))
-                index += 1
-    pixel_values = {spec.name: spec.pixel_value for spec in defects}
-    defect_types: dict[str, str] = {}
-    for split, defect, index in tqdm(jobs, desc=f"Generating {parameters['category']}", unit="img", disable=None):
-        image, regions = render(scene, size, rng, defect)
-        stem = f"{index:03d}"
-        _save_png(image, folder / split / f"{stem}.png")
-        if defect is None:
-            continue
-        if not regions:  # every anomalous image must have at least one region
-            msg = f"internal error: defect {defect} produced no region"
-            raise RuntimeError(msg)
-        anomaly_dir = split.split("/")[1]
-        defect_types[f"test/{anomaly_dir}/{stem}"] = defect
-        for number, region in enumerate(regions):
-            mask = np.where(region.mask, pixel_values[region.defect], 0).astype(np.uint8)
-            _save_png(mask, folder / "ground_truth" / anomaly_dir / stem / f"{number:03d}.png")
-    (folder / "defects_config.json").write_text(json.dumps(_defects_config(defects, size), indent=2) + "\n")
-    (folder / "defect_types.json").write_text(json.dumps(defect_types, indent=2, sort_keys=True) + "\n")
-    (folder / "generation.json").write_text(json.dumps(parameters, indent=2) + "\n")
+    except OSError:
+        if retired is not None and not target.exists():
+            retired.rename(target)  # put the old data back
+            retired = None
+        if not _holds_generation(target, parameters):
+            raise
+    if retired is not None:
+        shutil.rmtree(retired.parent, ignore_errors=True)
 
 
 def main_generate(argv: list[str] | None = None) -> int:
@@ -155,7 +183,8 @@ def main_generate(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anomalib-npgmf generate", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"), help="dataset root (default datasets/demo)")
     parser.add_argument("--category", default="demo_box", help="category folder name (default demo_box)")
-    parser.add_argument("--scene", default="box", choices=sorted(SCENES), help="scene layout (default box)")
+    parser.add_argument("--scene", default="box", choices=sorted(SCENES), help="scene (default box)")
+    parser.add_argument("--layout", default="mvtec_loco", choices=LAYOUTS, help="folder layout (default mvtec_loco)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=60)
@@ -164,21 +193,34 @@ def main_generate(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test-per-defect", type=int, default=6)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, different category folder")
     arguments = parser.parse_args(argv)
+    record_time = _mtime_ns(arguments.root / arguments.category / "generation.json")
     folder = generate_demo_dataset(
         arguments.root,
         arguments.category,
-        arguments.image_size,
-        arguments.n_train,
-        arguments.n_val,
-        arguments.n_test_good,
-        arguments.n_test_per_defect,
-        arguments.seed,
-        arguments.scene,
-        arguments.overwrite,
+        image_size=arguments.image_size,
+        n_train=arguments.n_train,
+        n_val=arguments.n_val,
+        n_test_good=arguments.n_test_good,
+        n_test_per_defect=arguments.n_test_per_defect,
+        seed=arguments.seed,
+        scene=arguments.scene,
+        overwrite=arguments.overwrite,
+        layout=arguments.layout,
     )
-    print(f"Dataset: {folder}")
-    for split in ("train/good", "validation/good", "test/good", "test/logical_anomalies", "test/structural_anomalies"):
-        print(f"  {split:<26} {len(list((folder / split).glob('*.png'))):>4} images")
-    defects = json.loads((folder / "defects_config.json").read_text())
-    print(f"  defect kinds: {', '.join(d['defect_name'] for d in defects)}")
+    reused = record_time is not None and record_time == _mtime_ns(folder / "generation.json")
+    print(f"Dataset: {folder}" + (" (already generated with these parameters: reused)" if reused else ""))
+    parameters = _read_record(folder) or {}
+    for split in expected_counts(parameters):
+        print(f"  {split:<32} {len(list((folder / split).glob('*.png'))):>4} images")
+    per_defect = Counter(json.loads((folder / "defect_types.json").read_text()).values())
+    print("  per defect kind:")
+    for spec in SCENES[arguments.scene].defects:
+        print(f"    {spec.kind:<10} {spec.name:<20} {per_defect[spec.name]:>4} images")
     return 0
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None

@@ -14,6 +14,7 @@ Example:
 
 import logging
 import math
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -238,7 +239,7 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
         images = batch.image
         if self.hparams.get("few_shot_augment"):
             images = few_shot_augment(images)
-        losses = self.loss(self.model(images))
+        losses = self.loss(self.model(images, pseudo_seeds=self._pseudo_seeds(batch)))
         for name, value in losses.items():
             self.log(
                 f"train_{name}",
@@ -250,6 +251,16 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
                 sync_dist=True,
             )
         return {"loss": losses["loss"]}
+
+    def _pseudo_seeds(self, batch: Batch) -> list[int] | None:
+        """Per-image seeds of the residual head's pseudo-anomalies: image path, optimiser step and the run's seed.
+
+        The same image at the same step gets the same pseudo-anomaly on one process or on any DDP rank.
+        """
+        if not self.model.residual_learning or batch.image_path is None:
+            return None
+        base = torch.initial_seed() + 7919 * int(self.global_step)
+        return [base + 1_000_003 * zlib.crc32(str(path).encode()) for path in batch.image_path]
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score validation images (anomalib's post-processor fits its normalisation and threshold on these)."""

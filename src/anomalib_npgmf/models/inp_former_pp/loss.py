@@ -15,9 +15,10 @@
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import distributed as dist
 from torch import nn
 
-from anomalib_npgmf.models.common.distributed import all_reduce_sum
+from anomalib_npgmf.models.common.distributed import all_reduce_sum, is_distributed
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -94,11 +95,19 @@ def soft_coherence_loss(tokens: torch.Tensor, inps: torch.Tensor, temperature: f
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean of the BCE over anomalous tokens and the BCE over normal tokens (each class counts half)."""
+    """Mean of the BCE over anomalous tokens and the BCE over normal tokens (each class counts half).
+
+    Under DDP the class means are over the *global* batch: each rank divides its class sums by the global class
+    counts and multiplies by the world size, which DDP's gradient averaging divides out again. So N ranks take the
+    same step as one process with the whole batch (a per-rank mean would weight tokens by their rank's class counts).
+    """
     per_token = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     positive = target > 0.5
-    negative = ~positive
-    terms = [per_token[mask].mean() for mask in (positive, negative) if bool(mask.any())]
+    masks = (positive, ~positive)
+    local_counts = [float(mask.sum()) for mask in masks]
+    counts = all_reduce_sum(torch.tensor(local_counts, dtype=torch.float64, device=logits.device)).tolist()
+    world = float(dist.get_world_size()) if is_distributed() else 1.0
+    terms = [per_token[mask].sum() * (world / count) for mask, count in zip(masks, counts, strict=True) if count]
     return torch.stack(terms).mean()
 
 

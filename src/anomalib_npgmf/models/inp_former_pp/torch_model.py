@@ -11,7 +11,7 @@ from torch import nn
 
 from .components.encoder import DinoEncoder
 from .components.layers import FeedForward, InpExtractor, InpGuidedBlock, init_trainable
-from .components.residual import ResidualHead, corrupt_tokens, random_box_masks, unit_residual
+from .components.residual import ResidualHead, corrupt_tokens, per_image_generators, random_box_masks, unit_residual
 from .components.scoring import MapScorer, cosine_distance_map
 
 
@@ -73,6 +73,7 @@ class InpFormerPlusPlusModel(nn.Module):
         self.extractor = InpExtractor(dim, heads, num_inps)
         self.bottleneck = FeedForward(dim, dim * 4)
         self.decoder = nn.ModuleList(InpGuidedBlock(dim, heads) for _ in range(depth))
+        self.residual_learning = residual_learning
         self.residual_head = ResidualHead(dim) if residual_learning else None
         self.residual_map_weight = residual_map_weight
         self.pseudo_noise_scale = pseudo_noise_scale
@@ -115,8 +116,14 @@ class InpFormerPlusPlusModel(nn.Module):
         probability = torch.sigmoid(self.residual_head(unit_residual(encoder_groups, decoder_groups)))
         return cosine + self.residual_map_weight * probability
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]] | InferenceBatch:
-        """Training: tensors for :class:`~.loss.InpFormerLoss`. Eval: ``InferenceBatch(pred_score, anomaly_map)``."""
+    def forward(
+        self, images: torch.Tensor, pseudo_seeds: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]] | InferenceBatch:
+        """Training: tensors for :class:`~.loss.InpFormerLoss`. Eval: ``InferenceBatch(pred_score, anomaly_map)``.
+
+        ``pseudo_seeds`` (training, residual head): one seed per image for its pseudo-anomaly, so the draw does not
+        depend on which batch or DDP rank the image lands in; ``None`` uses the global RNG.
+        """
         with torch.no_grad():
             layer_tokens, grid = self.encoder(images)
         encoder_groups, decoder_groups, fused, inps = self.reconstruct(layer_tokens, grid)
@@ -130,16 +137,20 @@ class InpFormerPlusPlusModel(nn.Module):
             "inps": inps,
         }
         if self.residual_head is not None:
-            outputs.update(self.pseudo_anomaly_outputs(layer_tokens, grid))
+            generators = per_image_generators(pseudo_seeds) if pseudo_seeds is not None else None
+            outputs.update(self.pseudo_anomaly_outputs(layer_tokens, grid, generators))
         return outputs
 
     def pseudo_anomaly_outputs(
-        self, layer_tokens: list[torch.Tensor], grid: tuple[int, int]
+        self,
+        layer_tokens: list[torch.Tensor],
+        grid: tuple[int, int],
+        generators: Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Residual-head logits on feature-space pseudo-anomalies and their target mask (training only)."""
         batch = layer_tokens[0].shape[0]
-        mask = random_box_masks(batch, grid, device=layer_tokens[0].device)
-        corrupted = corrupt_tokens(layer_tokens, mask.flatten(1), self.pseudo_noise_scale)
+        mask = random_box_masks(batch, grid, generators, device=layer_tokens[0].device)
+        corrupted = corrupt_tokens(layer_tokens, mask.flatten(1), self.pseudo_noise_scale, generators)
         with torch.no_grad():  # the residual loss trains the head only, never the reconstruction
             encoder_groups, decoder_groups, _, _ = self.reconstruct(corrupted, grid)
             residual = unit_residual(encoder_groups, decoder_groups)

@@ -12,6 +12,8 @@ encoder layer read, the corrupted features go through the (frozen for this loss)
 learns to tell the rectangles from the rest. The reconstruction network itself never trains on corrupted features.
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -45,26 +47,41 @@ class ResidualHead(nn.Module):
         return self.net(residual * residual.shape[1] ** 0.5)
 
 
+def per_image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per image, so an image's pseudo-anomaly does not depend on its batch or DDP rank."""
+    return [torch.Generator().manual_seed(int(seed) % (2**63)) for seed in seeds]
+
+
+def _generator_of(generators: torch.Generator | Sequence[torch.Generator] | None, index: int) -> torch.Generator | None:
+    if generators is None or isinstance(generators, torch.Generator):
+        return generators
+    return generators[index]
+
+
 def random_box_masks(
     batch: int,
     grid: tuple[int, int],
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     max_boxes: int = 3,
     min_side: float = 0.1,
     max_side: float = 0.4,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """``(B, 1, h, w)`` float masks with 1..``max_boxes`` random rectangles each (sides a fraction of the grid)."""
+    """``(B, 1, h, w)`` float masks with 1..``max_boxes`` random rectangles each (sides a fraction of the grid).
+
+    ``generator``: one RNG for the batch, one per image (see :func:`per_image_generators`), or ``None`` (global RNG).
+    """
     height, width = grid
     masks = torch.zeros(batch, 1, height, width)
     for index in range(batch):
-        count = int(torch.randint(1, max_boxes + 1, (1,), generator=generator))
+        generator_i = _generator_of(generator, index)
+        count = int(torch.randint(1, max_boxes + 1, (1,), generator=generator_i))
         for _ in range(count):
-            sides = torch.empty(2).uniform_(min_side, max_side, generator=generator)
+            sides = torch.empty(2).uniform_(min_side, max_side, generator=generator_i)
             box_h = max(1, round(float(sides[0]) * height))
             box_w = max(1, round(float(sides[1]) * width))
-            top = int(torch.randint(0, height - box_h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - box_w + 1, (1,), generator=generator))
+            top = int(torch.randint(0, height - box_h + 1, (1,), generator=generator_i))
+            left = int(torch.randint(0, width - box_w + 1, (1,), generator=generator_i))
             masks[index, 0, top : top + box_h, left : left + box_w] = 1.0
     return masks.to(device) if device is not None else masks
 
@@ -73,7 +90,7 @@ def corrupt_tokens(
     layer_tokens: list[torch.Tensor],
     token_mask: torch.Tensor,
     noise_scale: float,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> list[torch.Tensor]:
     """Add Gaussian noise (std ``noise_scale`` x each layer's token RMS) to the tokens where ``token_mask`` is 1.
 
@@ -81,11 +98,15 @@ def corrupt_tokens(
         layer_tokens: Per-layer patch tokens ``(B, N, C)``.
         token_mask: ``(B, N)`` mask of the tokens to corrupt.
         noise_scale: Noise std relative to the layer's root-mean-square token value (per image).
-        generator: Optional RNG (CPU) for reproducible tests.
+        generator: Optional CPU RNG for the batch, or one per image (rank-independent pseudo-anomalies).
     """
     corrupted = []
     for tokens in layer_tokens:
         rms = tokens.detach().pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
-        noise = torch.randn(tokens.shape, generator=generator).to(tokens.device, tokens.dtype)
+        if generator is None or isinstance(generator, torch.Generator):
+            noise = torch.randn(tokens.shape, generator=generator)
+        else:
+            noise = torch.stack([torch.randn(tokens.shape[1:], generator=g) for g in generator])
+        noise = noise.to(tokens.device, tokens.dtype)
         corrupted.append(tokens + token_mask.unsqueeze(-1).to(tokens.dtype) * noise * rms * noise_scale)
     return corrupted

@@ -1,6 +1,6 @@
-"""Train a tiny Npgmf for one epoch on 1 process or on 2 CPU processes (DDP, gloo); save the final state.
+"""Train one of our tiny models for one epoch on 1 process or on 2 CPU processes (DDP, gloo); save the final state.
 
-Run by ``test_ddp.py`` as a script, because Lightning's DDP launcher starts the other rank by re-running it.
+Run by the models' ``test_ddp.py`` as a script, because Lightning's DDP launcher starts the other rank by re-running it.
 Single process: batches of 8 in dataset order. DDP: 2 ranks x 4, rank r taking images r, r+2, ... (Lightning's own
 DistributedSampler would shuffle), so every optimisation step sees the same 8 images in both set-ups.
 """
@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from torch.utils.data import DataLoader, Subset
 
-from anomalib_npgmf import Npgmf
+from anomalib_npgmf import InpFormerPlusPlus, Npgmf
 from anomalib_npgmf.data import MVTecLOCO
 
-TINY = {
+TINY_NPGMF = {
     "backbone": "resnet18",
     "pre_trained": False,
     "image_size": 64,
@@ -28,6 +28,17 @@ TINY = {
     "category": "demo_box",
     "visualizer": False,
 }
+TINY_INP_FORMER_PP = {
+    "backbone": "vit_small_patch14_reg4_dinov2",
+    "pre_trained": False,
+    "backbone_kwargs": {"depth": 4, "embed_dim": 32, "num_heads": 2, "img_size": 28},
+    "image_size": 64,
+    "crop_size": 56,
+    "score_size": None,
+    "warmup_steps": 1,
+    "visualizer": False,
+}
+MODELS = {"npgmf": (Npgmf, TINY_NPGMF), "inp_former_pp": (InpFormerPlusPlus, TINY_INP_FORMER_PP)}
 
 
 def _loader(dataset, batch_size: int, devices: int) -> DataLoader:
@@ -50,15 +61,18 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--devices", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", choices=sorted(MODELS), default="npgmf")
+    parser.add_argument("--category", default="demo_box")
     arguments = parser.parse_args()
     seed_everything(0, workers=True)
     torch.set_num_threads(1)
-    datamodule = MVTecLOCO(root=arguments.root, category="demo_box", num_workers=0)
+    datamodule = MVTecLOCO(root=arguments.root, category=arguments.category, num_workers=0)
     datamodule.setup()
     per_rank = 8 // arguments.devices
     train = _loader(datamodule.train_data, per_rank, arguments.devices)
     val = _loader(datamodule.val_data, per_rank, arguments.devices)
-    model = Npgmf(**TINY)
+    model_class, kwargs = MODELS[arguments.model]
+    model = model_class(**kwargs)
     trainer = Trainer(
         accelerator="cpu",
         devices=arguments.devices,
