@@ -31,7 +31,36 @@ def test_fit_needs_two_finite_samples_of_the_right_width():
     prior = GlobalNormalityPrior(4)
     with pytest.raises(ValueError, match="at least 2 normal images"):
         prior.fit(torch.zeros(1, 4))
-    with pytest.raises(ValueError, match="at least 2 normal images"):
+    with pytest.raises(ValueError, match=r"\(N, 4\) descriptors"):
         prior.fit(torch.zeros(5, 3))
     with pytest.raises(ValueError, match="NaN/Inf"):
         prior.fit(torch.full((5, 4), float("nan")))
+
+
+def test_batched_ledoit_wolf_equals_one_call_per_batch_entry():
+    samples = torch.randn(3, 7, 5, dtype=torch.float64)
+    batched = ledoit_wolf_covariance(samples)
+    for index in range(3):
+        assert torch.allclose(batched[index], ledoit_wolf_covariance(samples[index]))
+
+
+def test_several_categories_get_their_own_gaussian_and_images_route_to_the_nearest():
+    generator = torch.Generator().manual_seed(2)
+    first = torch.randn(30, 4, generator=generator)
+    second = torch.randn(30, 4, generator=generator) + torch.tensor([6.0, 0.0, 0.0, 0.0])
+    prior = GlobalNormalityPrior(4, num_categories=2)
+    index = torch.tensor([0] * 30 + [1] * 30)
+    prior.fit(torch.cat([first, second]), index)
+    alone = GlobalNormalityPrior(4)
+    alone.fit(second)
+    assert torch.allclose(prior.mean[1], alone.mean[0]) and torch.allclose(prior.precision[1], alone.precision[0])
+    queries = torch.stack([first[:3].mean(0), second[:3].mean(0)])
+    levels = [queries[:, :, None, None]]
+    distances = prior.distances(levels)
+    assert distances.shape == (2, 2)
+    assert GlobalNormalityPrior.route(distances).tolist() == [0, 1]
+    assert torch.allclose(prior(levels), distances.amin(dim=1))
+    with pytest.raises(ValueError, match="needs each sample's category index"):
+        prior.fit(torch.cat([first, second]))
+    with pytest.raises(ValueError, match="category #1 has 1"):
+        prior.fit(torch.cat([first, second[:1]]), torch.tensor([0] * 30 + [1]))

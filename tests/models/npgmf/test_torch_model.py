@@ -54,22 +54,28 @@ def test_eval_returns_inference_batch_at_input_size(model):
 
 def test_fusion_is_the_weighted_sum_of_normalised_maps():
     model = NpgmfModel(
-        (64, 64), "resnet18", False, bottleneck_channels=32, prior_channels=0, fusion_weights=(1.0, 2.0, 1.0)
+        (64, 64), "resnet18", False, bottleneck_channels=32, prior_channels=0, fusion_weights=(1.0, 2.0, 1.0, 4.0)
     )
     model.logical_norm.fit([torch.tensor([0.0, 1.0])])
     model.structural_norm.fit([torch.tensor([0.0, 2.0])])
     model.global_norm.fit([torch.tensor([0.0, 4.0])])
+    model.patch_norm.fit([torch.tensor([0.0, 8.0])])
     raw = {
         "logical": torch.full((1, 1, 2, 2), 1.0),
         "structural": torch.full((1, 1, 2, 2), 2.0),
         "global": torch.full((1, 1, 2, 2), 3.0),
+        "patch": torch.full((1, 1, 2, 2), 5.0),
     }
     expected = (
-        0.25 * model.logical_norm(raw["logical"])
-        + 0.5 * model.structural_norm(raw["structural"])
-        + 0.25 * model.global_norm(raw["global"])
+        0.125 * model.logical_norm(raw["logical"])
+        + 0.25 * model.structural_norm(raw["structural"])
+        + 0.125 * model.global_norm(raw["global"])
+        + 0.5 * model.patch_norm(raw["patch"])
     )
     assert torch.allclose(model.fuse(raw), expected)
+    # three weights (older configs): the patch map gets the structural map's weight
+    old = NpgmfModel((64, 64), "resnet18", False, bottleneck_channels=32, prior_channels=0, fusion_weights=(1, 2, 1))
+    assert old.fusion_weights == {"logical": 1 / 6, "structural": 2 / 6, "global": 1 / 6, "patch": 2 / 6}
 
 
 def test_global_prior_map_is_constant_per_image_and_zero_before_fitting(model):
@@ -93,7 +99,16 @@ def test_ablations_drop_the_parts():
     assert only_structural.logical is None
     assert only_structural(torch.randn(1, 3, 64, 64)).anomaly_map.shape == (1, 1, 64, 64)
     with pytest.raises(ValueError, match="use_logical"):
-        NpgmfModel((64, 64), "resnet18", False, use_logical=False, use_structural=False, use_global_prior=False)
+        NpgmfModel(
+            (64, 64),
+            "resnet18",
+            False,
+            use_logical=False,
+            use_structural=False,
+            use_global_prior=False,
+            use_patch_prior=False,
+        )
+    assert NpgmfModel((64, 64), "resnet18", False, use_patch_prior=False).patch_prior is None
     with pytest.raises(ValueError, match="fusion_weights"):
         NpgmfModel((64, 64), "resnet18", False, fusion_weights=(1.0, -1.0, 1.0))
     with pytest.raises(ValueError, match="fusion_weights"):

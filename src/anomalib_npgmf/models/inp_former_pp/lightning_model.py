@@ -31,10 +31,10 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 from torchvision.transforms.v2 import CenterCrop, Compose, Normalize, Resize
 
+from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import PluginExportMixin
 
 from .components.augment import few_shot_augment
-from .components.per_category import PerCategoryImageAUROC
 from .components.schedule import WarmCosineLR
 from .loss import InpFormerLoss
 from .torch_model import InpFormerPlusPlusModel

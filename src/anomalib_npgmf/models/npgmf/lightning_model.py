@@ -23,19 +23,19 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 from tqdm.auto import tqdm
 
+from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_from_path
 from anomalib_npgmf.models.common import PluginExportMixin, gather_unique_by_key
 
 from .components import clip_text_dim, encode_category_names, pooled_descriptor, resolve_clip_weights
 from .loss import NpgmfLoss
-from .torch_model import NpgmfModel
+from .torch_model import PARTS, NpgmfModel
 
 logger = logging.getLogger(__name__)
-
-PARTS = ("logical", "structural", "global")
 
 
 class Npgmf(PluginExportMixin, AnomalibModule):
@@ -50,6 +50,10 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         clip_model: open_clip architecture of the text tower (AGC).
         clip_weights: Local open_clip checkpoint of ``clip_model``.
         category: Category name fed to the text prior; by default the datamodule's ``category``.
+        categories: One model for several categories [ours]: their names, in the order of the datamodule
+            (``MultiCategory``). Each training image is conditioned on its own category's text prior; at inference
+            (and in the exported graph) each image is routed to the category whose global Gaussian is nearest, and
+            scored with that category's text prior and Gaussians. ``test`` adds a per-category AUROC table.
         image_size: Fixed (H, W) the pre-processor resizes to; the exported graph has this size.
         bottleneck_channels: Width of both bottlenecks.
         oce_strides: Strides of the OCE's two convolutions on f_E^5 (paper ``(2, 2)``).
@@ -59,7 +63,10 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         use_logical: Keep the logical branch M_LAD (ablation switch).
         use_structural: Keep the structural branch M_SAD (ablation switch).
         use_global_prior: Keep M_LAD's global normality prior (image-level Gaussian of pooled features).
-        fusion_weights: Weights of the (local logical, structural, global) normalised maps.
+        use_patch_prior: Keep M_SAD's patch normality prior (per-position Gaussian of local features) [ours].
+        patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
+        fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
+            (older configs) give the patch map the structural map's weight.
         learning_rate: Adam learning rate of both students.
         pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
     """
@@ -72,6 +79,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         clip_model: str = "ViT-B-32",
         clip_weights: str | None = None,
         category: str | None = None,
+        categories: Sequence[str] | None = None,
         image_size: tuple[int, int] | int = (256, 256),
         bottleneck_channels: int = 256,
         oce_strides: Sequence[int] = (2, 2),
@@ -81,7 +89,9 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         use_logical: bool = True,
         use_structural: bool = True,
         use_global_prior: bool = True,
-        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0),
+        use_patch_prior: bool = True,
+        patch_prior_dim: int = 64,
+        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -97,6 +107,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
+        self.categories = _checked_categories(category, categories)
         uses_prior = use_logical and prior_channels > 0
         # Resolve every pretrained file now, so a missing one fails before any data is read.
         self._clip_weights_file = resolve_clip_weights(clip_model, pre_trained, clip_weights) if uses_prior else None
@@ -112,9 +123,12 @@ class Npgmf(PluginExportMixin, AnomalibModule):
             num_codebooks=num_codebooks,
             prior_channels=prior_channels if use_logical else 0,
             text_dim=clip_text_dim(clip_model) if uses_prior else 1,
+            num_categories=max(1, len(self.categories)),
             use_logical=use_logical,
             use_structural=use_structural,
             use_global_prior=use_global_prior,
+            use_patch_prior=use_patch_prior,
+            patch_prior_dim=patch_prior_dim,
             fusion_weights=tuple(fusion_weights),
         )
         self.loss = NpgmfLoss()
@@ -126,6 +140,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
 
     # ----------------------------------------------------------------------------------------- priors and norms
     def _category_names(self) -> list[str]:
+        if self.categories:
+            return list(self.categories)
         if self.hparams.get("category"):
             return [self.hparams["category"]]
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -150,8 +166,35 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         prior.set_embedding(embedding.to(prior.text_embedding.device))
 
     def on_fit_start(self) -> None:
-        """Set up the text prior before the first training step."""
+        """Set up the text prior before the first training step; check a multi-category datamodule's names."""
         self._ensure_prior()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "categories", None)
+        if self.categories and names and list(names) != list(self.categories):
+            msg = f"Npgmf was built for categories {list(self.categories)} but the datamodule has {list(names)}"
+            raise ValueError(msg)
+
+    def category_indices(self, paths: Sequence[str]) -> torch.Tensor | None:
+        """Index in ``categories`` of each image (``None`` for a one-category model)."""
+        if len(self.categories) < 2:
+            return None
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        category_of = getattr(datamodule, "category_of", None) or category_from_path
+        indices = []
+        for path in paths:
+            name = category_of(str(path))
+            if name not in self.categories:
+                msg = f"image {path} belongs to category {name!r}, not one of the model's {list(self.categories)}"
+                raise ValueError(msg)
+            indices.append(self.categories.index(name))
+        return torch.tensor(indices, dtype=torch.long, device=self.device)
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """anomalib's component callbacks, plus the per-category AUROC table for a multi-category model."""
+        callbacks = list(super().configure_callbacks())
+        if len(self.categories) > 1:
+            callbacks.append(PerCategoryImageAUROC())
+        return callbacks
 
     def on_test_start(self) -> None:
         """Scoring an untrained or restored model: make sure prior and normalisation exist."""
@@ -170,30 +213,41 @@ class Npgmf(PluginExportMixin, AnomalibModule):
             )
 
     def on_validation_epoch_start(self) -> None:
-        """Fit the global prior (once) and each part's map normalisation, before the validation images are scored.
+        """Fit the priors (once) and each part's map normalisation, before the validation images are scored.
 
         Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
         its threshold are already on the final scale.
         """
-        global_prior = self.model.global_prior
-        if global_prior is not None and not bool(global_prior.fitted):
-            self.fit_global_prior(self.trainer.train_dataloader)
+        priors = [prior for prior in (self.model.global_prior, self.model.patch_prior) if prior is not None]
+        if any(not bool(prior.fitted) for prior in priors):
+            self.fit_priors(self.trainer.train_dataloader)
         self.fit_normalization(self.trainer.val_dataloaders)
 
     @torch.no_grad()
-    def fit_global_prior(self, dataloader: Iterable | None) -> None:
-        """Fit the global normality prior on the (normal) training images, gathered over DDP ranks."""
+    def fit_priors(self, dataloader: Iterable | None) -> None:
+        """Fit the global and patch normality priors on the (normal) training images, gathered over DDP ranks."""
         if dataloader is None:
-            logger.warning("Npgmf: no training dataloader to fit the global prior on; it stays off.")
+            logger.warning("Npgmf: no training dataloader to fit the normality priors on; they stay off.")
             return
+        global_prior, patch_prior = self.model.global_prior, self.model.patch_prior
         keys: list[str] = []
         descriptors: list[torch.Tensor] = []
-        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the global normality prior"):
+        patches: list[torch.Tensor] = []
+        indices: list[torch.Tensor] = []
+        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
             *levels, _ = self.model.encoder(images)
-            descriptors.extend(pooled_descriptor(levels).cpu())
+            if global_prior is not None:
+                descriptors.extend(pooled_descriptor(levels).cpu())
+            if patch_prior is not None:
+                patches.extend(patch_prior.features(levels).cpu())
+            category_index = self.category_indices(paths)
+            indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
             keys.extend(paths)
-        gathered = gather_unique_by_key(keys, descriptors)
-        self.model.global_prior.fit(torch.stack(gathered).to(self.device))
+        category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
+        if global_prior is not None:
+            global_prior.fit(torch.stack(gather_unique_by_key(keys, descriptors)).to(self.device), category_index)
+        if patch_prior is not None:
+            patch_prior.fit(torch.stack(gather_unique_by_key(keys, patches)).to(self.device), category_index)
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:
@@ -240,7 +294,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         """Both branches learn to reconstruct the frozen encoder's features of normal images."""
         del args, kwargs
         _check_finite(batch)
-        losses = self.loss(self.model(batch.image))
+        losses = self.loss(self.model(batch.image, self.category_indices(_paths(batch))))
         for name, value in losses.items():
             self.log(
                 f"train_{name}",
@@ -285,6 +339,20 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         from anomalib_npgmf import __version__
 
         checkpoint["anomalib_npgmf_version"] = __version__
+
+
+def _checked_categories(category: str | None, categories: Sequence[str] | None) -> list[str]:
+    """The model's category list (empty: one category, named by ``category`` or the datamodule)."""
+    if categories is None:
+        return []
+    names = [str(name) for name in categories]
+    if category is not None:
+        msg = "pass either category= (one category) or categories= (one model for several), not both"
+        raise ValueError(msg)
+    if not names or any(not name.strip() for name in names) or len(set(names)) != len(names):
+        msg = f"categories must be distinct, non-empty names, got {names}"
+        raise ValueError(msg)
+    return names
 
 
 def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:

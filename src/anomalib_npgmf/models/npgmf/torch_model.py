@@ -22,9 +22,12 @@ from .components import (
     GroupedVectorQuantizer,
     MultiScaleBottleneck,
     OneClassEmbedding,
+    PatchNormalityPrior,
     ReconstructionDecoder,
 )
 from .loss import cosine_distance_map
+
+PARTS = ("logical", "structural", "global", "patch")  # the maps that are normalised and fused
 
 
 class LogicalBranch(nn.Module):
@@ -107,7 +110,10 @@ class NpgmfModel(nn.Module):
         num_categories: Categories whose embeddings the prior holds.
         use_logical / use_structural: Ablation switches for the branches.
         use_global_prior: Add M_LAD's global normality prior (image-level Mahalanobis distance).
-        fusion_weights: Weights of the (local logical, structural, global) normalised maps in the fused map.
+        use_patch_prior: Add M_SAD's patch normality prior (per-position Mahalanobis distance of local features).
+        patch_prior_dim: Channels the patch prior keeps (random subset of levels 1-3).
+        fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
+            three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
     """
 
@@ -127,17 +133,19 @@ class NpgmfModel(nn.Module):
         use_logical: bool = True,
         use_structural: bool = True,
         use_global_prior: bool = True,
-        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0),
+        use_patch_prior: bool = True,
+        patch_prior_dim: int = 64,
+        fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
     ) -> None:
         super().__init__()
-        if not (use_logical or use_structural or use_global_prior):
-            msg = "at least one of use_logical / use_structural / use_global_prior must be true"
+        if not (use_logical or use_structural or use_global_prior or use_patch_prior):
+            msg = "at least one of use_logical / use_structural / use_global_prior / use_patch_prior must be true"
             raise ValueError(msg)
-        if len(fusion_weights) != 3 or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
+        if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
-                "fusion_weights must be three non-negative numbers (local logical, structural, global) with a "
-                f"positive sum, got {list(fusion_weights)}"
+                "fusion_weights must be three or four non-negative numbers (local logical, structural, global"
+                f"[, patch]) with a positive sum, got {list(fusion_weights)}"
             )
             raise ValueError(msg)
         self.input_size = tuple(input_size)
@@ -160,16 +168,25 @@ class NpgmfModel(nn.Module):
             )
         if use_structural:
             self.structural = StructuralBranch(level_channels, bottleneck_channels)
-        self.global_prior = GlobalNormalityPrior(sum(level_channels)) if use_global_prior else None
+        if num_categories > 1 and not use_global_prior:
+            msg = (
+                f"a model of {num_categories} categories routes each image to its category with the global prior: "
+                "use_global_prior must be true"
+            )
+            raise ValueError(msg)
+        self.num_categories = int(num_categories)
+        self.global_prior = GlobalNormalityPrior(sum(level_channels), num_categories) if use_global_prior else None
+        self.patch_prior: PatchNormalityPrior | None = None
+        if use_patch_prior:
+            grid = tuple(int(side) for side in self.encoder(torch.zeros(1, 3, *input_size))[1].shape[-2:])
+            self.patch_prior = PatchNormalityPrior(level_channels, grid, patch_prior_dim, num_categories=num_categories)
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
         self.global_norm = QuantileMapNormalizer()
-        total = float(sum(fusion_weights))
-        self.fusion_weights = {
-            "logical": fusion_weights[0] / total,
-            "structural": fusion_weights[1] / total,
-            "global": fusion_weights[2] / total,
-        }
+        self.patch_norm = QuantileMapNormalizer()
+        weights = [*fusion_weights, fusion_weights[1]][:4]
+        total = float(sum(weights))
+        self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1, kernel_size=2 * int(4.0 * blur_sigma + 0.5) + 1)
 
     @property
@@ -182,8 +199,13 @@ class NpgmfModel(nn.Module):
     ) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         """Teacher features and both students' reconstructions (what the loss and the maps are made of)."""
         *levels, deepest = self.encoder(images)
+        return self._reconstruct_features(levels, deepest, category_index)
+
+    def _reconstruct_features(
+        self, levels: list[torch.Tensor], deepest: torch.Tensor, category_index: torch.Tensor | None
+    ) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         outputs: dict[str, list[torch.Tensor] | torch.Tensor] = {"teacher": levels}
-        outputs["commitment"] = images.new_zeros(())
+        outputs["commitment"] = deepest.new_zeros(())
         if self.logical is not None:
             outputs["logical"], outputs["commitment"] = self.logical(levels, deepest, category_index)
         if self.structural is not None:
@@ -199,20 +221,32 @@ class NpgmfModel(nn.Module):
         return self.blur(total)
 
     def raw_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Un-normalised map of each active part (used to fit the normalisation); the global one is constant."""
-        outputs = self.reconstruct(images, category_index)
+        """Un-normalised map of each active part (used to fit the normalisation); the global one is constant.
+
+        With several categories and no ``category_index`` (inference, export) each image is routed to the category
+        whose global Gaussian is nearest; that category's text prior and patch Gaussians then score it.
+        """
+        *levels, deepest = self.encoder(images)
+        global_distances = self.global_prior.distances(levels) if self.global_prior is not None else None
+        if category_index is None and self.num_categories > 1 and global_distances is not None:
+            category_index = GlobalNormalityPrior.route(global_distances)
+        outputs = self._reconstruct_features(levels, deepest, category_index)
         maps = {
             branch: self._branch_map(outputs["teacher"], outputs[branch])
             for branch in ("logical", "structural")
             if branch in outputs
         }
-        if self.global_prior is not None:
-            distance = self.global_prior(outputs["teacher"])
+        if global_distances is not None:
+            distance = global_distances.amin(dim=1)
             maps["global"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
+        if self.patch_prior is not None:
+            distance = self.patch_prior(levels, category_index)
+            upsampled = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
+            maps["patch"] = self.blur(upsampled)
         return maps
 
     def normalizer(self, part: str) -> QuantileMapNormalizer:
-        """The normalisation of ``part`` ("logical", "structural" or "global")."""
+        """The normalisation of ``part`` (one of :data:`PARTS`)."""
         return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:

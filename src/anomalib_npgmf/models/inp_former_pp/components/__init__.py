@@ -3,7 +3,6 @@
 from .augment import few_shot_augment
 from .encoder import DinoEncoder, default_encoder_layers, interpolate_pos_embed
 from .layers import FeedForward, InpExtractor, InpGuidedBlock, init_trainable
-from .per_category import PerCategoryImageAUROC, category_from_path, per_category_auroc
 from .residual import ResidualHead, corrupt_tokens, random_box_masks, unit_residual
 from .schedule import WarmCosineLR, effective_warmup, warm_cosine_lr
 from .scoring import MapScorer, cosine_distance_map, gaussian_kernel, top_fraction_mean
@@ -14,10 +13,8 @@ __all__ = [
     "InpExtractor",
     "InpGuidedBlock",
     "MapScorer",
-    "PerCategoryImageAUROC",
     "ResidualHead",
     "WarmCosineLR",
-    "category_from_path",
     "corrupt_tokens",
     "cosine_distance_map",
     "default_encoder_layers",
@@ -26,7 +23,6 @@ __all__ = [
     "gaussian_kernel",
     "init_trainable",
     "interpolate_pos_embed",
-    "per_category_auroc",
     "random_box_masks",
     "top_fraction_mean",
     "unit_residual",

@@ -6,6 +6,7 @@ from .decoder import ReconstructionDecoder
 from .encoder import FrozenEncoder
 from .global_prior import GlobalNormalityPrior, pooled_descriptor
 from .oce import MultiScaleBottleneck, OneClassEmbedding
+from .patch_prior import PatchNormalityPrior, patch_features
 
 __all__ = [
     "CategoryPrior",
@@ -14,9 +15,11 @@ __all__ = [
     "GroupedVectorQuantizer",
     "MultiScaleBottleneck",
     "OneClassEmbedding",
+    "PatchNormalityPrior",
     "ReconstructionDecoder",
     "clip_text_dim",
     "encode_category_names",
+    "patch_features",
     "pooled_descriptor",
     "resolve_clip_weights",
 ]

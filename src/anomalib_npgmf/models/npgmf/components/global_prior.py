@@ -22,51 +22,93 @@ def pooled_descriptor(levels: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def ledoit_wolf_covariance(samples: torch.Tensor) -> torch.Tensor:
-    """Ledoit-Wolf shrunk covariance of ``samples`` (N, D), computed in float64."""
+    """Ledoit-Wolf shrunk covariance of ``samples`` (..., N, D), computed in float64 (batched over leading dims)."""
     x = samples.double()
-    x = x - x.mean(dim=0, keepdim=True)
-    count, dim = x.shape
-    empirical = x.T @ x / count
-    mu = torch.trace(empirical) / dim
-    delta = ((empirical - mu * torch.eye(dim, dtype=x.dtype)) ** 2).sum() / dim
+    x = x - x.mean(dim=-2, keepdim=True)
+    count, dim = x.shape[-2:]
+    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+    empirical = x.transpose(-1, -2) @ x / count
+    mu = torch.diagonal(empirical, dim1=-2, dim2=-1).sum(-1) / dim
+    delta = ((empirical - mu[..., None, None] * eye) ** 2).sum(dim=(-2, -1)) / dim
     squared = x**2
-    beta = ((squared.T @ squared) / count - empirical**2).sum() / (dim * count)
-    shrinkage = torch.clamp(beta / delta, 0.0, 1.0) if delta > 0 else torch.tensor(1.0, dtype=x.dtype)
-    return (1.0 - shrinkage) * empirical + shrinkage * mu * torch.eye(dim, dtype=x.dtype)
+    beta = ((squared.transpose(-1, -2) @ squared) / count - empirical**2).sum(dim=(-2, -1)) / (dim * count)
+    shrinkage = torch.where(delta > 0, beta / delta.clamp_min(1e-300), torch.ones_like(delta)).clamp(0.0, 1.0)
+    shrinkage = shrinkage[..., None, None]
+    return (1.0 - shrinkage) * empirical + shrinkage * mu[..., None, None] * eye
 
 
 class GlobalNormalityPrior(nn.Module):
-    """Mahalanobis distance of an image's pooled features to the normal images' Gaussian.
+    """Mahalanobis distance of an image's pooled features to the normal images' Gaussian (one per category).
+
+    With several categories (one model for many) each category has its own Gaussian; an image's distance is the one
+    to the nearest category, and that category is the image's route (:meth:`route`): the exported graph finds the
+    category by itself, no label needed at inference.
 
     Args:
         dim: Descriptor width (sum of the channels of the pooled levels).
+        num_categories: Gaussians held (1 unless the model is trained on several categories).
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, num_categories: int = 1) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("precision", torch.eye(dim))
+        self.register_buffer("mean", torch.zeros(num_categories, dim))
+        self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
         self.register_buffer("fitted", torch.tensor(False))
 
+    @property
+    def num_categories(self) -> int:
+        """Number of category Gaussians."""
+        return int(self.mean.shape[0])
+
     @torch.no_grad()
-    def fit(self, descriptors: torch.Tensor) -> None:
-        """Fit mean and shrunk precision on (N, D) descriptors of normal images (N >= 2)."""
-        if descriptors.ndim != 2 or descriptors.shape[0] < 2 or descriptors.shape[1] != self.mean.numel():
-            msg = (
-                f"global prior needs at least 2 normal images with {self.mean.numel()}-d descriptors, got "
-                f"{tuple(descriptors.shape)}"
-            )
+    def fit(self, descriptors: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
+        """Fit mean and shrunk precision per category on (N, D) descriptors of normal images (>= 2 per category)."""
+        dim = self.mean.shape[1]
+        if descriptors.ndim != 2 or descriptors.shape[1] != dim:
+            msg = f"global prior needs (N, {dim}) descriptors of normal images, got {tuple(descriptors.shape)}"
             raise ValueError(msg)
         if not torch.isfinite(descriptors).all():
             msg = "global prior: the training images gave NaN/Inf features (check the input images)"
             raise ValueError(msg)
-        covariance = ledoit_wolf_covariance(descriptors)
-        self.mean.copy_(descriptors.double().mean(dim=0).to(self.mean.dtype))
-        self.precision.copy_(torch.linalg.pinv(covariance, hermitian=True).to(self.precision.dtype))
+        index = checked_category_index(category_index, descriptors.shape[0], self.num_categories)
+        for category in range(self.num_categories):
+            samples = descriptors[index == category]
+            if samples.shape[0] < 2:
+                msg = (
+                    f"global prior needs at least 2 normal images per category with {dim}-d descriptors; category "
+                    f"#{category} has {samples.shape[0]}"
+                )
+                raise ValueError(msg)
+            covariance = ledoit_wolf_covariance(samples)
+            self.mean[category] = samples.double().mean(dim=0).to(self.mean.dtype)
+            self.precision[category] = torch.linalg.pinv(covariance, hermitian=True).to(self.precision.dtype)
         self.fitted.fill_(True)
 
-    def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(B,) Mahalanobis distance of each image (0 before fitting)."""
-        centred = pooled_descriptor(levels) - self.mean
-        squared = ((centred @ self.precision) * centred).sum(dim=1)
+    def distances(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, K) Mahalanobis distance of each image to each category's Gaussian (0 before fitting)."""
+        centred = pooled_descriptor(levels).unsqueeze(1) - self.mean  # (B, K, D)
+        squared = ((centred.unsqueeze(-2) @ self.precision).squeeze(-2) * centred).sum(dim=-1)
         return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(centred.dtype)
+
+    def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B,) distance of each image to its nearest category's Gaussian."""
+        return self.distances(levels).amin(dim=1)
+
+    @staticmethod
+    def route(distances: torch.Tensor) -> torch.Tensor:
+        """(B,) index of each image's nearest category, from :meth:`distances`."""
+        return distances.argmin(dim=1)
+
+
+def checked_category_index(category_index: torch.Tensor | None, count: int, num_categories: int) -> torch.Tensor:
+    """Checked (N,) category indices of fitted samples (all 0 for a one-category prior)."""
+    if category_index is None:
+        if num_categories > 1:
+            msg = f"fitting a prior of {num_categories} categories needs each sample's category index"
+            raise ValueError(msg)
+        return torch.zeros(count, dtype=torch.long)
+    index = torch.as_tensor(category_index).reshape(-1).long().cpu()
+    if index.numel() != count or (count and (int(index.min()) < 0 or int(index.max()) >= num_categories)):
+        msg = f"category indices must be {count} values in [0, {num_categories - 1}], got {index.tolist()[:10]}"
+        raise ValueError(msg)
+    return index

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from anomalib_npgmf.models.inp_former_pp.components.per_category import category_from_path, per_category_auroc
+from anomalib_npgmf.metrics.per_category import category_from_path, per_category_auroc
 
 
 def test_table_has_one_auroc_per_category_and_their_mean():

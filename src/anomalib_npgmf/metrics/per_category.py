@@ -16,7 +16,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.functional.classification import binary_auroc
 
-from anomalib_npgmf.models.common import gather_unique_by_key
 from anomalib_npgmf.utils import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -112,6 +111,8 @@ class PerCategoryImageAUROC(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Gather over ranks, compute the table, log it and (rank 0) write it."""
+        from anomalib_npgmf.models.common.distributed import gather_unique_by_key  # models import this module
+
         gathered = gather_unique_by_key(self._paths, self._values)
         if not gathered:
             logger.warning("PerCategoryImageAUROC: no test image had a path, label and score; no table.")
