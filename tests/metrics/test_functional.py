@@ -140,3 +140,18 @@ def test_bad_inputs_are_named():
         au_spro([np.ones((2, 2))], [[]], fpr_limit=0.0)
     with pytest.raises(ValueError, match="2 maps but 1"):
         au_spro([np.ones((2, 2))] * 2, [[]])
+
+
+def test_rank_auroc_matches_sklearn_on_any_scale_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from anomalib_npgmf.metrics import rank_auroc
+
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 2, 200)
+    scores = np.round(generator.normal(size=200) + labels, 1) * 1000.0  # large values, many ties
+    assert rank_auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert rank_auroc(torch.tensor([30.0, 31.0, 32.0]), torch.tensor([0, 0, 1])) == 1.0
+    assert np.isnan(rank_auroc([1.0, 2.0], [0, 0]))
+    with pytest.raises(ValueError, match="NaN"):
+        rank_auroc([float("nan"), 1.0], [0, 1])

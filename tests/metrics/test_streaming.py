@@ -99,3 +99,14 @@ def test_bad_arguments_are_named():
         StreamingSPRO(key_bits=30)
     with pytest.raises(ValueError, match="anomaly-free"):
         StreamingSPRO().compute()
+
+
+def test_split_auroc_is_right_for_raw_scores_above_one():
+    """torchmetrics' AUROC squashes scores outside [0, 1] with a sigmoid per batch; ours ranks them."""
+    from anomalib_npgmf.metrics.streaming import PathSplitAUROC
+
+    metric = PathSplitAUROC("logical")
+    paths = ["c/test/good/0.png", "c/test/logical_anomalies/0.png", "c/test/structural_anomalies/0.png"]
+    metric.update(torch.tensor([40.0, 41.0, 99.0]), paths)  # sigmoid(40) == sigmoid(41) == 1.0 in float32
+    metric.update(torch.tensor([0.2]), ["c/test/good/1.png"])
+    assert float(metric.compute()) == 1.0

@@ -1,6 +1,6 @@
 """Metrics anomalib lacks: sPRO / AU-sPRO, the LOCO logical / structural split, per-category tables."""
 
-from .functional import au_spro, spro_curve
+from .functional import au_spro, rank_auroc, spro_curve
 from .loco import LocoResults, format_table, write_report
 from .per_category import PerCategoryImageAUROC, category_from_path, per_category_auroc
 from .streaming import SPRO, SplitImageAUROC, StreamingSPRO, loco_test_metrics
@@ -16,6 +16,7 @@ __all__ = [
     "format_table",
     "loco_test_metrics",
     "per_category_auroc",
+    "rank_auroc",
     "spro_curve",
     "write_report",
 ]

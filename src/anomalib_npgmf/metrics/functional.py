@@ -116,3 +116,35 @@ def integrate_to_limit(fpr: np.ndarray, values: np.ndarray, limit: float) -> flo
         y_limit = y0 + (y1 - y0) * (limit - x0) / (x1 - x0) if x1 > x0 else y1
         x, y = np.append(x, limit), np.append(y, y_limit)
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+
+
+def rank_auroc(scores: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
+    """Image AUROC from ranks (Mann-Whitney U, ties count half), for scores on any scale.
+
+    torchmetrics' (and so anomalib's) AUROC applies a sigmoid to scores outside [0, 1], per update: raw scores
+    above ~17 then all become 1.0 in float32 and the AUROC collapses towards 0.5, silently. Ranks have no scale.
+    NaN when one class is absent.
+    """
+    values = torch.as_tensor(np.asarray(scores) if not isinstance(scores, torch.Tensor) else scores).double()
+    values = values.detach().reshape(-1).cpu()
+    target = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    target = target.detach().reshape(-1).cpu().bool()
+    if values.numel() != target.numel():
+        msg = f"scores and labels differ in length: {values.numel()} vs {target.numel()}"
+        raise ValueError(msg)
+    if not torch.isfinite(values).all():
+        msg = "image scores contain NaN or Inf values"
+        raise ValueError(msg)
+    positives = int(target.sum())
+    negatives = int(target.numel()) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = torch.argsort(values)
+    sorted_values = values[order]
+    _, inverse, counts = torch.unique_consecutive(sorted_values, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, dim=0).double()
+    average_rank = ends - (counts.double() - 1.0) / 2.0  # 1-based mean rank of each run of ties
+    ranks = torch.empty_like(values)
+    ranks[order] = average_rank[inverse]
+    u_statistic = float(ranks[target].sum()) - positives * (positives + 1) / 2.0
+    return u_statistic / (positives * negatives)

@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics.functional.classification import binary_auroc
 
 from anomalib_npgmf.utils import atomic_write
+
+from .functional import rank_auroc
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def per_category_auroc(categories: Sequence[str], scores: torch.Tensor, labels: 
         cat_scores, cat_labels = scores[selected].double(), labels[selected].long()
         anomalous = int(cat_labels.sum())
         normal = int(cat_labels.numel()) - anomalous
-        value = float(binary_auroc(cat_scores, cat_labels)) if anomalous and normal else float("nan")
+        value = rank_auroc(cat_scores, cat_labels) if anomalous and normal else float("nan")
         rows.append({"category": name, "image_AUROC": value, "n_normal": normal, "n_anomalous": anomalous})
     table = pd.DataFrame(rows, columns=["category", "image_AUROC", "n_normal", "n_anomalous"])
     mean = {

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from anomalib.metrics import AnomalibMetric
 from torchmetrics import Metric
-from torchmetrics.classification import BinaryAUROC
+from torchmetrics.utilities import dim_zero_cat
 
 from anomalib_npgmf.data.mvtec_loco import anomaly_type_of, load_defect_regions
 
-from .functional import _as_numpy_map, integrate_to_limit
+from .functional import _as_numpy_map, integrate_to_limit, rank_auroc
 
 
 def float_keys(values: np.ndarray, key_bits: int) -> np.ndarray:
@@ -137,8 +137,15 @@ class SPRO(AnomalibMetric, PathSPRO):
         self.name = "AU-sPRO" + (f"_{anomaly_type}" if anomaly_type else "")
 
 
-class PathSplitAUROC(BinaryAUROC):
-    """Image AUROC over the good images and one anomaly type only (LOCO's logical / structural split)."""
+class PathSplitAUROC(Metric):
+    """Image AUROC over the good images and one anomaly type only (LOCO's logical / structural split).
+
+    Computed from ranks (:func:`~.functional.rank_auroc`), so raw scores of any scale give the right value;
+    torchmetrics' ``BinaryAUROC`` would squash scores outside [0, 1] with a sigmoid, per batch. States are
+    concatenated over DDP ranks.
+    """
+
+    full_state_update = False
 
     def __init__(self, anomaly_type: str, **kwargs) -> None:
         if anomaly_type not in {"logical", "structural"}:
@@ -146,6 +153,8 @@ class PathSplitAUROC(BinaryAUROC):
             raise ValueError(msg)
         super().__init__(**kwargs)
         self.anomaly_type = anomaly_type
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
 
     def update(self, scores: torch.Tensor, image_paths: Sequence[str]) -> None:  # type: ignore[override]
         """Keep good images and images of ``anomaly_type``; the label is "is of that type"."""
@@ -154,7 +163,14 @@ class PathSplitAUROC(BinaryAUROC):
         if not keep:
             return
         target = torch.tensor([kinds[i] == self.anomaly_type for i in keep], dtype=torch.long)
-        super().update(torch.as_tensor(scores).reshape(-1)[keep].float().cpu(), target)
+        self.scores.append(torch.as_tensor(scores).detach().reshape(-1)[keep].double().cpu())
+        self.targets.append(target)
+
+    def compute(self) -> torch.Tensor:
+        """The AUROC (NaN when good or ``anomaly_type`` images are missing)."""
+        scores = dim_zero_cat(self.scores) if self.scores else torch.zeros(0, dtype=torch.float64)
+        targets = dim_zero_cat(self.targets) if self.targets else torch.zeros(0, dtype=torch.long)
+        return torch.tensor(rank_auroc(scores, targets))
 
 
 class SplitImageAUROC(AnomalibMetric, PathSplitAUROC):

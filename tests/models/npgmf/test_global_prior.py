@@ -18,7 +18,7 @@ def test_ledoit_wolf_matches_scikit_learn():
 def test_distance_is_mahalanobis_under_the_shrunk_covariance():
     rng = np.random.default_rng(1)
     samples = torch.from_numpy(rng.normal(size=(40, 5))).float()
-    prior = GlobalNormalityPrior(5)
+    prior = GlobalNormalityPrior([5], grid=1)
     prior.fit(samples)
     lw = LedoitWolf().fit(samples.double().numpy())
     query = torch.from_numpy(rng.normal(size=(3, 5))).float()
@@ -28,7 +28,7 @@ def test_distance_is_mahalanobis_under_the_shrunk_covariance():
 
 
 def test_fit_needs_two_finite_samples_of_the_right_width():
-    prior = GlobalNormalityPrior(4)
+    prior = GlobalNormalityPrior([4], grid=1)
     with pytest.raises(ValueError, match="at least 2 normal images"):
         prior.fit(torch.zeros(1, 4))
     with pytest.raises(ValueError, match=r"\(N, 4\) descriptors"):
@@ -48,10 +48,10 @@ def test_several_categories_get_their_own_gaussian_and_images_route_to_the_neare
     generator = torch.Generator().manual_seed(2)
     first = torch.randn(30, 4, generator=generator)
     second = torch.randn(30, 4, generator=generator) + torch.tensor([6.0, 0.0, 0.0, 0.0])
-    prior = GlobalNormalityPrior(4, num_categories=2)
+    prior = GlobalNormalityPrior([4], num_categories=2, grid=1)
     index = torch.tensor([0] * 30 + [1] * 30)
     prior.fit(torch.cat([first, second]), index)
-    alone = GlobalNormalityPrior(4)
+    alone = GlobalNormalityPrior([4], grid=1)
     alone.fit(second)
     assert torch.allclose(prior.mean[1], alone.mean[0]) and torch.allclose(prior.precision[1], alone.precision[0])
     queries = torch.stack([first[:3].mean(0), second[:3].mean(0)])
@@ -64,3 +64,21 @@ def test_several_categories_get_their_own_gaussian_and_images_route_to_the_neare
         prior.fit(torch.cat([first, second]))
     with pytest.raises(ValueError, match="category #1 has 1"):
         prior.fit(torch.cat([first, second[:1]]), torch.tensor([0] * 30 + [1]))
+
+
+def test_grid_descriptor_is_the_mean_of_each_cell_and_wide_ones_are_subsampled():
+    from anomalib_npgmf.models.npgmf.components import pooled_descriptor
+
+    level = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
+    descriptor = pooled_descriptor([level], grid=2)
+    assert descriptor.shape == (2, 3 * 4)
+    # cells of a 5x4 map on a 2x2 grid: rows 0-2 / 2-4 (adaptive pooling overlaps the middle row), columns 0-1 / 2-3
+    expected = [level[:, :, 0:3, 0:2], level[:, :, 0:3, 2:4], level[:, :, 2:5, 0:2], level[:, :, 2:5, 2:4]]
+    assert torch.allclose(descriptor, torch.cat([cell.mean(dim=(-2, -1)) for cell in expected], dim=1))
+    adaptive = torch.nn.functional.adaptive_avg_pool2d(level, 2).permute(0, 2, 3, 1).flatten(1)
+    assert torch.allclose(descriptor, adaptive)
+    wide = GlobalNormalityPrior([300, 300], grid=2, max_dim=1000)
+    assert wide.mean.shape == (1, 1000)
+    assert torch.equal(wide.feature_index, GlobalNormalityPrior([300, 300], grid=2, max_dim=1000).feature_index)
+    levels = [torch.randn(3, 300, 4, 4), torch.randn(3, 300, 2, 2)]
+    assert torch.equal(wide.descriptor(levels), pooled_descriptor(levels, 2)[:, wide.feature_index])

@@ -83,9 +83,7 @@ def test_global_prior_map_is_constant_per_image_and_zero_before_fitting(model):
     images = torch.randn(2, 3, 64, 64)
     assert torch.equal(model.raw_maps(images)["global"], torch.zeros(2, 1, 64, 64))
     *levels, _ = model.encoder(torch.randn(6, 3, 64, 64))
-    from anomalib_npgmf.models.npgmf.components import pooled_descriptor
-
-    model.global_prior.fit(pooled_descriptor(levels))
+    model.global_prior.fit(model.global_prior.descriptor(levels))
     global_map = model.raw_maps(images)["global"]
     assert (global_map > 0).all()
     assert torch.equal(global_map, global_map[:, :, :1, :1].expand_as(global_map))

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_from_path
 from anomalib_npgmf.models.common import PluginExportMixin, gather_unique_by_key
 
-from .components import clip_text_dim, encode_category_names, pooled_descriptor, resolve_clip_weights
+from .components import clip_text_dim, encode_category_names, resolve_clip_weights
 from .loss import NpgmfLoss
 from .torch_model import PARTS, NpgmfModel
 
@@ -237,7 +237,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
             *levels, _ = self.model.encoder(images)
             if global_prior is not None:
-                descriptors.extend(pooled_descriptor(levels).cpu())
+                descriptors.extend(global_prior.descriptor(levels).cpu())
             if patch_prior is not None:
                 patches.extend(patch_prior.features(levels).cpu())
             category_index = self.category_indices(paths)

@@ -175,7 +175,7 @@ class NpgmfModel(nn.Module):
             )
             raise ValueError(msg)
         self.num_categories = int(num_categories)
-        self.global_prior = GlobalNormalityPrior(sum(level_channels), num_categories) if use_global_prior else None
+        self.global_prior = GlobalNormalityPrior(level_channels, num_categories) if use_global_prior else None
         self.patch_prior: PatchNormalityPrior | None = None
         if use_patch_prior:
             grid = tuple(int(side) for side in self.encoder(torch.zeros(1, 3, *input_size))[1].shape[-2:])

