@@ -1,7 +1,12 @@
 """Accuracy harness: Npgmf, its ablations and anomalib baselines on the same LOCO-layout data, several seeds.
 
-    python benchmarks/accuracy/run_accuracy.py --output results/accuracy --seeds 0 1 2 \
-        --models npgmf npgmf_no_global npgmf_no_agc npgmf_no_codebook npgmf_no_sad rd padim
+    python benchmarks/accuracy/run_accuracy.py --output results/accuracy --seeds 0 1 2 --scenes box pins \
+        --models npgmf npgmf_no_global npgmf_no_patch rd padim patchcore inp_former_pp inp_former efficient_ad \
+        npgmf_unified
+
+``npgmf_unified`` trains ONE Npgmf on all ``--scenes`` at once (``categories=[...]``, a ``MultiCategory``
+datamodule) and reports it per scene, beside the one-model-per-scene rows. A model that cannot run here (e.g. one
+that must download weights) gets a row saying why instead of figures.
 
 Generates the synthetic data (``--scene box|pins``) unless ``--root/--category`` point at a real MVTec LOCO category,
 trains every model with the same image size, init regime (random unless ``--pretrained``) and epoch budget, scores
@@ -46,6 +51,32 @@ def _npgmf(**overrides: object) -> Callable[[int, bool], object]:
     return build
 
 
+def _sibling(relative: str, name: str) -> object:
+    """A function of another benchmark script (the builders live once, in the script that owns them)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _inp_former(ours: bool) -> Callable[[int, bool], object]:
+    """INP-Former++ (ours) or anomalib's InpFormer, ViT-S/14-reg4, input cropped to a multiple of the patch."""
+
+    def build(size: int, pretrained: bool) -> object:
+        if pretrained:
+            msg = "the INP-Former rows run with random init here; pass weights through the model's own config"
+            raise RuntimeError(msg)
+        crop = size // 14 * 14
+        if ours:
+            return _sibling("inp_former_pp/compare_inp_former.py", "build_ours")("inp_former_pp", size, crop)
+        return _sibling("inp_former_pp/compare_inp_former.py", "build_anomalib")(size, crop)
+
+    return build
+
+
 def _anomalib(name: str) -> Callable[[int, bool], object]:
     def build(size: int, pretrained: bool) -> object:
         from anomalib import models
@@ -58,6 +89,8 @@ def _anomalib(name: str) -> Callable[[int, bool], object]:
         }
         if name in {"ReverseDistillation", "Padim", "Patchcore"}:
             kwargs["backbone"] = "resnet18"
+        if name == "EfficientAd":
+            kwargs.pop("pre_trained")  # its teacher is always downloaded: the run fails offline, and says so
         if name == "Patchcore":
             kwargs["coreset_sampling_ratio"] = 0.01
             kwargs["layers"] = ("layer2", "layer3")
@@ -73,11 +106,18 @@ MODELS: dict[str, tuple[Callable[[int, bool], object], bool]] = {  # name -> (bu
     "npgmf_no_codebook": (_npgmf(codebook_size=0), True),
     "npgmf_no_sad": (_npgmf(use_structural=False), True),
     "npgmf_no_lad_local": (_npgmf(use_logical=False), True),
+    "npgmf_no_patch": (_npgmf(use_patch_prior=False), True),
+    "npgmf_only_priors": (_npgmf(fusion_weights=(0.0, 0.0, 1.0, 1.0)), True),
+    "npgmf_only_reconstruction": (_npgmf(fusion_weights=(1.0, 1.0, 0.0, 0.0)), True),
+    "npgmf_unified": (_npgmf(), True),  # built with categories=... by run_unified
     "npgmf_k32": (_npgmf(codebook_size=32), True),
     "npgmf_k512": (_npgmf(codebook_size=512), True),
     "rd": (_anomalib("ReverseDistillation"), True),
     "padim": (_anomalib("Padim"), False),
     "patchcore": (_anomalib("Patchcore"), False),
+    "efficient_ad": (_anomalib("EfficientAd"), True),
+    "inp_former_pp": (_inp_former(ours=True), True),
+    "inp_former": (_inp_former(ours=False), True),
 }
 METRICS = (
     "logical_AUROC",
@@ -92,12 +132,35 @@ METRICS = (
 
 def run_one(name: str, seed: int, root: Path, category: str, arguments: argparse.Namespace) -> dict[str, float]:
     """Train and score one model with one seed."""
-    builder, iterative = MODELS[name]
+    builder, _ = MODELS[name]
     seed_everything(seed, workers=True)
     model = builder(arguments.image_size, arguments.pretrained)
     datamodule = MVTecLOCO(
         root=root, category=category, num_workers=0, train_batch_size=8, eval_batch_size=16, loco_report=False
     )
+    train_seconds = _fit(name, seed, model, datamodule, arguments)
+    return _score(model, datamodule.test_dataloader(), train_seconds)
+
+
+def run_unified(seed: int, root: Path, categories: list[str], arguments: argparse.Namespace) -> dict[str, dict]:
+    """Train ONE Npgmf on all categories, score it per category: {category: figures}."""
+    from anomalib_npgmf.data import MultiCategory
+
+    seed_everything(seed, workers=True)
+    model = _npgmf(categories=categories)(arguments.image_size, arguments.pretrained)
+    datamodule = MultiCategory(root=root, categories=categories, num_workers=0, train_batch_size=8, eval_batch_size=16)
+    train_seconds = _fit("npgmf_unified", seed, model, datamodule, arguments)
+    results = {}
+    for category in categories:
+        single = MVTecLOCO(root=root, category=category, num_workers=0, eval_batch_size=16, loco_report=False)
+        single.setup("test")
+        results[category] = _score(model, single.test_dataloader(), train_seconds)
+    return results
+
+
+def _fit(name: str, seed: int, model: object, datamodule: object, arguments: argparse.Namespace) -> float:
+    """Train with anomalib's Engine; the training seconds."""
+    _, iterative = MODELS[name]
     engine = Engine(
         max_epochs=arguments.epochs if iterative else 1,
         accelerator="cpu",
@@ -108,12 +171,16 @@ def run_one(name: str, seed: int, root: Path, category: str, arguments: argparse
     )
     start = time.perf_counter()
     engine.fit(model, datamodule=datamodule)
-    train_seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def _score(model: object, test_loader: object, train_seconds: float) -> dict[str, float]:
+    """LOCO figures of a trained model on one category's test set."""
     model.eval()
     results = LocoResults()
     start = time.perf_counter()
     with torch.no_grad():
-        for batch in datamodule.test_dataloader():
+        for batch in test_loader:
             output = model(batch.image)
             results.add(batch.image_path, output.pred_score, output.anomaly_map)
     per_image = (time.perf_counter() - start) * 1000 / len(results.image_paths)
@@ -130,26 +197,43 @@ def run_one(name: str, seed: int, root: Path, category: str, arguments: argparse
 
 
 def summarise(runs: list[dict]) -> tuple[str, str]:
-    """Markdown and CSV of mean ± spread (sample standard deviation) per model."""
-    models = list(dict.fromkeys(run["model"] for run in runs))
-    header = "| model | seeds | " + " | ".join(METRICS) + " |"
-    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
+    """Markdown and CSV of mean ± spread (sample standard deviation) per model and scene; failed runs say why."""
+    groups = list(dict.fromkeys((run["model"], run["scene"]) for run in runs))
+    header = "| model | scene | seeds | " + " | ".join(METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(METRICS) + 3)]
+    notes: list[str] = []
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["model", "seeds", *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")]])
-    for model in models:
-        rows = [run for run in runs if run["model"] == model]
+    writer.writerow(["model", "scene", "seeds", *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "note"])
+    for model, scene in groups:
+        rows = [run for run in runs if run["model"] == model and run["scene"] == scene]
+        good = [row for row in rows if not row.get("note")]
+        if not good:
+            note = rows[0]["note"]
+            lines.append(f"| {model} | {scene} | 0 | " + " | ".join(["n/a"] * len(METRICS)) + " |")
+            notes.append(f"- {model} ({scene}) could not run here: {note}")
+            writer.writerow([model, scene, 0, *[""] * (2 * len(METRICS)), note])
+            continue
         cells, values = [], []
         for metric in METRICS:
-            data = [row[metric] for row in rows]
+            data = [row[metric] for row in good]
             mean = statistics.fmean(data)
             spread = statistics.stdev(data) if len(data) > 1 else 0.0
             digits = 1 if metric in {"train_s", "ms_per_image"} else 3
             cells.append(f"{mean:.{digits}f} ± {spread:.{digits}f}")
             values += [f"{mean:.6f}", f"{spread:.6f}"]
-        lines.append(f"| {model} | {len(rows)} | " + " | ".join(cells) + " |")
-        writer.writerow([model, len(rows), *values])
+        lines.append(f"| {model} | {scene} | {len(good)} | " + " | ".join(cells) + " |")
+        writer.writerow([model, scene, len(good), *values, ""])
+    if notes:
+        lines += ["", *dict.fromkeys(notes)]
     return "\n".join(lines) + "\n", buffer.getvalue()
+
+
+def _failed(name: str, scene: str, seed: int, error: Exception) -> dict:
+    """A row for a run that could not be done here (e.g. a model that downloads weights), with the reason."""
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    print(f"   {name} could not run: {reason}", flush=True)
+    return {"model": name, "scene": scene, "seed": seed, **dict.fromkeys(METRICS, float("nan")), "note": reason}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,31 +245,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--scene", default="box", help="generated scene (box or pins)")
+    parser.add_argument("--scenes", "--scene", nargs="+", default=["box"], help="generated scenes (box, pins)")
     parser.add_argument("--root", type=Path, help="real LOCO-layout root (skips generation)")
-    parser.add_argument("--category", help="category under --root")
+    parser.add_argument("--category", nargs="+", help="categories under --root")
     parser.add_argument("--pretrained", action="store_true", help="pretrained backbones (needs local weights)")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--small", action="store_true", help="tiny generated set (for tests)")
     arguments = parser.parse_args(argv)
     if arguments.root is None:
-        category = f"demo_{arguments.scene}"
-        counts = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_test_per_defect": 1} if arguments.small else {}
         root = arguments.output / "data"
-        generate_demo_dataset(
-            root, category, image_size=arguments.image_size, seed=arguments.data_seed, scene=arguments.scene, **counts
-        )
+        counts = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_test_per_defect": 1} if arguments.small else {}
+        categories = []
+        for scene in arguments.scenes:
+            categories.append(f"demo_{scene}")
+            generate_demo_dataset(
+                root, categories[-1], image_size=arguments.image_size, seed=arguments.data_seed, scene=scene, **counts
+            )
     else:
-        root, category = arguments.root, arguments.category
+        if not arguments.category:
+            parser.error("--root needs --category (one or more categories under it)")
+        root, categories = arguments.root, list(arguments.category)
     runs = []
     for name in arguments.models:
         for seed in arguments.seeds:
             print(f"== {name} seed {seed}", flush=True)
-            runs.append({"model": name, "seed": seed, **run_one(name, seed, root, category, arguments)})
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}, flush=True)
+            if name == "npgmf_unified":
+                try:
+                    per_category = run_unified(seed, root, categories, arguments)
+                except Exception as error:
+                    runs += [_failed(name, category, seed, error) for category in categories]
+                    continue
+                runs += [{"model": name, "scene": c, "seed": seed, **per_category[c]} for c in categories]
+                continue
+            for category in categories:
+                try:
+                    figures = run_one(name, seed, root, category, arguments)
+                except Exception as error:
+                    runs.append(_failed(name, category, seed, error))
+                    continue
+                runs.append({"model": name, "scene": category, "seed": seed, **figures})
+                print({k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}, flush=True)
     markdown, table_csv = summarise(runs)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["model", "seed", *METRICS])
+    writer = csv.DictWriter(buffer, fieldnames=["model", "scene", "seed", *METRICS, "note"], restval="")
     writer.writeheader()
     writer.writerows(runs)
     atomic_write_text(arguments.output / "accuracy.md", markdown)
