@@ -4,6 +4,11 @@
         --models npgmf npgmf_no_global npgmf_no_patch rd padim patchcore inp_former_pp inp_former efficient_ad \
         npgmf_unified
 
+``--root/--category`` reads real data instead: MVTec LOCO categories get the LOCO table; MVTec AD (or VisA
+``visa_pytorch``) categories have no logical/structural split, so their row gives the image AUROC over all defects and
+the AU-PRO (each connected ground-truth component a region, FPR <= 0.05) in the structural and mean columns, with
+the logical columns empty.
+
 ``npgmf_unified`` trains ONE Npgmf on all ``--scenes`` at once (``categories=[...]``, a ``MultiCategory``
 datamodule) and reports it per scene, beside the one-model-per-scene rows. A model that cannot run here (e.g. one
 that must download weights) gets a row saying why instead of figures.
@@ -135,11 +140,57 @@ def run_one(name: str, seed: int, root: Path, category: str, arguments: argparse
     builder, _ = MODELS[name]
     seed_everything(seed, workers=True)
     model = builder(arguments.image_size, arguments.pretrained)
+    if not is_loco_category(root / category):
+        from anomalib_npgmf.data import MultiCategory
+
+        datamodule = MultiCategory(
+            categories=[str(root / category)], num_workers=0, train_batch_size=8, eval_batch_size=16
+        )
+        train_seconds = _fit(name, seed, model, datamodule, arguments)
+        return _score_without_split(model, datamodule.test_dataloader(), train_seconds)
     datamodule = MVTecLOCO(
         root=root, category=category, num_workers=0, train_batch_size=8, eval_batch_size=16, loco_report=False
     )
     train_seconds = _fit(name, seed, model, datamodule, arguments)
     return _score(model, datamodule.test_dataloader(), train_seconds)
+
+
+def is_loco_category(folder: Path) -> bool:
+    """Whether a category folder has MVTec LOCO's logical/structural test folders (else MVTec AD / VisA layout)."""
+    return any((folder / "test" / name).is_dir() for name in ("logical_anomalies", "structural_anomalies"))
+
+
+def _score_without_split(model: object, test_loader: object, train_seconds: float) -> dict[str, float]:
+    """Image AUROC over all defects and AU-PRO (connected components as regions) for MVTec AD / VisA layouts."""
+    import cv2
+    import numpy as np
+
+    from anomalib_npgmf.metrics import au_spro, rank_auroc
+
+    model.eval()
+    scores, labels, maps, regions = [], [], [], []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in test_loader:
+            output = model(batch.image)
+            scores += output.pred_score.reshape(-1).tolist()
+            labels += batch.gt_label.reshape(-1).tolist()
+            for anomaly_map, mask in zip(output.anomaly_map, batch.gt_mask, strict=True):
+                maps.append(anomaly_map.reshape(anomaly_map.shape[-2:]).numpy())
+                count, components = cv2.connectedComponents(mask.numpy().astype(np.uint8))
+                regions.append([(components == k, float((components == k).sum())) for k in range(1, count)])
+    per_image = (time.perf_counter() - start) * 1000 / len(scores)
+    auroc = rank_auroc(torch.tensor(scores), torch.tensor(labels))
+    pro = au_spro(maps, regions, 0.05)
+    return {
+        "logical_AUROC": float("nan"),
+        "structural_AUROC": auroc,
+        "mean_AUROC": auroc,
+        "logical_AU-sPRO": float("nan"),
+        "structural_AU-sPRO": pro,
+        "train_s": train_seconds,
+        "ms_per_image": per_image,
+    }
 
 
 def run_unified(seed: int, root: Path, categories: list[str], arguments: argparse.Namespace) -> dict[str, dict]:

@@ -66,3 +66,18 @@ def test_unified_model_is_scored_per_scene_and_a_model_that_cannot_run_says_why(
     summary = (tmp_path / "accuracy.md").read_text()
     assert "| efficient_ad | demo_box | 0 | n/a" in summary
     assert "efficient_ad (demo_box) could not run here: OSError: cannot download" in summary
+
+
+def test_an_mvtec_ad_folder_gives_auroc_and_au_pro_without_the_logical_split(tmp_path):
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    harness = _harness()
+    small = {"n_train": 12, "n_val": 2, "n_test_good": 4, "n_test_per_defect": 1}
+    generate_demo_dataset(tmp_path / "ad", "ad_box", image_size=64, layout="mvtec_ad", **small)
+    argv = ["--output", str(tmp_path / "out"), "--root", str(tmp_path / "ad"), "--category", "ad_box"]
+    assert harness.main([*argv, "--seeds", "0", "--epochs", "1", "--image-size", "64", "--models", "padim"]) == 0
+    (row,) = list(csv.DictReader((tmp_path / "out" / "runs.csv").open()))
+    assert row["scene"] == "ad_box" and not row["note"]
+    assert row["logical_AUROC"] == "nan"
+    assert 0.0 <= float(row["structural_AUROC"]) <= 1.0 and 0.0 <= float(row["structural_AU-sPRO"]) <= 1.0
+    assert row["mean_AUROC"] == row["structural_AUROC"]
