@@ -40,11 +40,11 @@ def trained(two_categories, tmp_path_factory, request):
     )
     engine.fit(model, datamodule=datamodule)
     metrics = engine.test(model, datamodule=datamodule)[0]
-    return model, datamodule, metrics
+    return model, datamodule, metrics, engine
 
 
 def test_each_category_has_its_text_prior_and_gaussians(trained):
-    model, _, _ = trained
+    model, *_ = trained
     embedding = model.model.prior.text_embedding
     assert embedding.shape[0] == 2 and not torch.allclose(embedding[0], embedding[1])
     assert model.model.global_prior.mean.shape[0] == 2 and bool(model.model.global_prior.fitted)
@@ -53,13 +53,13 @@ def test_each_category_has_its_text_prior_and_gaussians(trained):
 
 
 def test_test_run_reports_each_category_and_the_mean(trained):
-    _, _, metrics = trained
+    _, _, metrics, _ = trained
     for name in [*CATEGORIES, "mean"]:
         assert 0.0 <= metrics[f"image_AUROC/{name}"] <= 1.0
 
 
 def test_images_are_routed_to_their_own_category_without_a_label(trained):
-    model, datamodule, _ = trained
+    model, datamodule, *_ = trained
     model.eval()
     routed, truth = [], []
     with torch.no_grad():
@@ -94,3 +94,20 @@ def test_category_lists_must_agree_and_be_clear(two_categories, tmp_path):
     engine = Engine(max_epochs=1, accelerator="cpu", devices=1, logger=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="built for categories"):
         engine.fit(model, datamodule=_datamodule(two_categories))
+
+
+def test_the_openvino_export_routes_by_itself_like_torch(trained, tmp_path):
+    import numpy as np
+    import openvino as ov
+
+    model, datamodule, _, engine = trained
+    images = next(iter(datamodule.test_dataloader())).image
+    model.eval()
+    with torch.no_grad():
+        expected = model(images)
+    path = engine.export(model, export_type="openvino", export_root=tmp_path)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [next(iter(output.names)) for output in compiled.outputs]
+    outputs = dict(zip(names, compiled(images.numpy()).to_tuple(), strict=True))
+    assert np.abs(outputs["pred_score"] - expected.pred_score.numpy()).max() <= 1e-4
+    assert np.abs(outputs["anomaly_map"] - expected.anomaly_map.numpy()).max() <= 1e-4
