@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalib_npgmf.utils import atomic_write, atomic_write_text
+from anomalib_npgmf.data.items import anomalib_reads_it_wrong, read_rgb_image
+from anomalib_npgmf.utils import atomic_write, atomic_write_text, ensure_writable_folder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -46,7 +47,7 @@ def heatmap_overlay(image_path: Path, anomaly_map: np.ndarray) -> bytes:
     from anomalib.visualization.image.functional import apply_colormap, overlay_image
     from PIL import Image
 
-    image = Image.open(image_path).convert("RGB")
+    image = Image.fromarray((read_rgb_image(image_path).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     heat = np.asarray(anomaly_map, dtype=np.float32).squeeze()
     span = float(heat.max() - heat.min())
     heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
@@ -74,12 +75,16 @@ def main_predict_openvino(argv: list[str] | None = None) -> int:
         msg = f"--model {arguments.model} does not exist (expected the exported .xml or .onnx file)"
         raise FileNotFoundError(msg)
     images = list_images(arguments.input)
+    ensure_writable_folder(arguments.output, "--output")
     inferencer = OpenVINOInferencer(
         arguments.model, device=arguments.device, config=openvino_config(arguments.precision)
     )
     rows = []
     for image_path in tqdm(images, desc="OpenVINO predict", unit="img"):
-        prediction = inferencer.predict(image_path)
+        # anomalib's inferencer reads files itself and clips 16-bit grey at 255; hand it those images already read.
+        prediction = inferencer.predict(
+            read_rgb_image(image_path) if anomalib_reads_it_wrong(image_path) else image_path
+        )
         score = float(np.asarray(prediction.pred_score).reshape(-1)[0])
         label = prediction.pred_label
         label = int(np.asarray(label).reshape(-1)[0]) if label is not None else ""

@@ -16,8 +16,9 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from anomalib_npgmf.data import MVTecLOCO, anomaly_type_of, load_defect_regions
+from anomalib_npgmf.data.items import read_rgb_image
 from anomalib_npgmf.metrics import LocoResults, format_table, write_report
-from anomalib_npgmf.utils import atomic_write_bytes
+from anomalib_npgmf.utils import atomic_write_bytes, ensure_writable_folder
 
 
 def resolve_model_class(name: str) -> type:
@@ -63,7 +64,8 @@ def _tile(image_path: str, anomaly_map: np.ndarray, score: float, size: int = 19
     """Image | heatmap overlay with the ground-truth outline, captioned with the score."""
     from anomalib.visualization.image.functional import apply_colormap, overlay_image
 
-    image = Image.open(image_path).convert("RGB").resize((size, size))
+    pixels = (read_rgb_image(image_path).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # 16-bit safe
+    image = Image.fromarray(pixels).resize((size, size))
     heat = anomaly_map.squeeze().astype(np.float32)
     heat = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((size, size))
     overlay = overlay_image(image.copy(), apply_colormap(heat), alpha=0.5).convert("RGB")
@@ -132,6 +134,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
         if path is not None and not path.is_file():
             msg = f"{path} does not exist"
             raise FileNotFoundError(msg)
+    ensure_writable_folder(arguments.output, "--output")
     datamodule = MVTecLOCO(
         root=arguments.root,
         category=arguments.category,

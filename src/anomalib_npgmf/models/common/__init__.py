@@ -1,15 +1,32 @@
-"""Pieces both models share: export defaults, offline weight loading, DDP-safe map normalisation."""
+"""Pieces both models share: export defaults, offline weights, DDP-safe normalisation, safe checkpoints."""
 
+from anomalib_npgmf.utils.seeding import honour_cli_seed
+
+from .checkpoint import (
+    AtomicCheckpointing,
+    AtomicCheckpointIO,
+    CheckpointVersionError,
+    check_version,
+    stamp_version,
+)
 from .distributed import gather_unique_by_key
 from .export import PluginExportMixin
 from .normalization import QuantileMapNormalizer
 from .weights import MissingWeightsError, create_timm_encoder, resolve_weights_file
 
+# Our models are imported while anomalib's CLI module loads (start-up hook): make its --seed_everything seed.
+honour_cli_seed()
+
 __all__ = [
+    "AtomicCheckpointIO",
+    "AtomicCheckpointing",
+    "CheckpointVersionError",
     "MissingWeightsError",
     "PluginExportMixin",
     "QuantileMapNormalizer",
+    "check_version",
     "create_timm_encoder",
     "gather_unique_by_key",
     "resolve_weights_file",
+    "stamp_version",
 ]

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerC
 from torchvision.transforms.v2 import CenterCrop, Compose, Normalize, Resize
 
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
-from anomalib_npgmf.models.common import PluginExportMixin
+from anomalib_npgmf.models.common import AtomicCheckpointing, PluginExportMixin, check_version, stamp_version
 
 from .components.augment import few_shot_augment
 from .components.schedule import WarmCosineLR
@@ -201,8 +201,8 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
         return PreProcessor(transform=Compose(steps))
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks, plus the per-category AUROC table for test runs."""
-        callbacks = list(super().configure_callbacks())
+        """anomalib's component callbacks, atomic checkpoint writes, and the per-category AUROC table for test runs."""
+        callbacks = [*super().configure_callbacks(), AtomicCheckpointing()]
         if self.hparams.get("per_category_metrics", True):
             callbacks.append(PerCategoryImageAUROC())
         return callbacks
@@ -291,9 +291,12 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version so later versions can convert or refuse old checkpoints clearly."""
         super().on_save_checkpoint(checkpoint)
-        from anomalib_npgmf import __version__
+        stamp_version(checkpoint)
 
-        checkpoint["anomalib_npgmf_version"] = __version__
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
+        check_version(checkpoint, type(self).__name__)
+        super().on_load_checkpoint(checkpoint)
 
 
 def _as_size(size: int | Sequence[int], name: str) -> tuple[int, int]:

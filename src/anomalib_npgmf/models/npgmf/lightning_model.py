@@ -29,7 +29,13 @@ from torch import optim
 from tqdm.auto import tqdm
 
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_from_path
-from anomalib_npgmf.models.common import PluginExportMixin, gather_unique_by_key
+from anomalib_npgmf.models.common import (
+    AtomicCheckpointing,
+    PluginExportMixin,
+    check_version,
+    gather_unique_by_key,
+    stamp_version,
+)
 
 from .components import clip_text_dim, encode_category_names, resolve_clip_weights
 from .loss import NpgmfLoss
@@ -190,8 +196,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
         return torch.tensor(indices, dtype=torch.long, device=self.device)
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks, plus the per-category AUROC table for a multi-category model."""
-        callbacks = list(super().configure_callbacks())
+        """anomalib's component callbacks, atomic checkpoint writes, and the per-category table (several categories)."""
+        callbacks = [*super().configure_callbacks(), AtomicCheckpointing()]
         if len(self.categories) > 1:
             callbacks.append(PerCategoryImageAUROC())
         return callbacks
@@ -336,9 +342,12 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the package version, so later versions can refuse or convert old checkpoints clearly."""
         super().on_save_checkpoint(checkpoint)
-        from anomalib_npgmf import __version__
+        stamp_version(checkpoint)
 
-        checkpoint["anomalib_npgmf_version"] = __version__
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
+        check_version(checkpoint, type(self).__name__)
+        super().on_load_checkpoint(checkpoint)
 
 
 def _checked_categories(category: str | None, categories: Sequence[str] | None) -> list[str]:

@@ -1,0 +1,141 @@
+"""Checkpoints both models write and read: a version stamp checked on load, and atomic writes.
+
+Why a version check: a checkpoint written by a newer (or incompatible older) anomalib-npgmf otherwise fails deep
+inside ``load_state_dict`` with a list of missing tensors, or worse loads and scores differently. We refuse it up
+front with both versions named.
+
+Why atomic writes: Lightning's ``TorchCheckpointIO`` (and anomalib's ``AnomalibCheckpointIO``, which ``Engine``
+installs and which only changes loading) writes through an fsspec transaction whose temporary file lives
+in the system temp folder and is *moved* into place (a copy when ``/tmp`` is another file system) without ``fsync``;
+a kill at the wrong moment leaves a truncated ``model.ckpt`` where the previous good one was. Our writer puts the
+temporary file beside the target, flushes it to disk and renames it over the target with ``os.replace``.
+"""
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib.engine.plugins import AnomalibCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from packaging.version import InvalidVersion, Version
+
+from anomalib_npgmf.utils import atomic_write
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = "anomalib_npgmf_version"
+# Oldest package version whose checkpoints this one still reads (raise it when a change breaks old checkpoints).
+OLDEST_COMPATIBLE_VERSION = "0.1.0"
+PARTIAL_SUFFIX = ".partial"
+
+
+class CheckpointVersionError(ValueError):
+    """A checkpoint written by an anomalib-npgmf version this one cannot read."""
+
+
+def _installed_version() -> str:
+    from anomalib_npgmf import __version__
+
+    return __version__
+
+
+def stamp_version(checkpoint: dict[str, Any]) -> None:
+    """Record the installed package version in ``checkpoint`` (call from ``on_save_checkpoint``)."""
+    checkpoint[VERSION_KEY] = _installed_version()
+
+
+def check_version(checkpoint: dict[str, Any], model_name: str, installed: str | None = None) -> None:
+    """Refuse a checkpoint from a newer major/minor or from before :data:`OLDEST_COMPATIBLE_VERSION`.
+
+    Older compatible checkpoints load; one without a stamp (written before stamping existed, or by hand) loads with a
+    warning, since its tensors are still checked by ``load_state_dict``.
+    """
+    installed = installed or _installed_version()
+    stored = checkpoint.get(VERSION_KEY)
+    if stored is None:
+        logger.warning("%s checkpoint has no %s entry; loading it as a pre-release checkpoint", model_name, VERSION_KEY)
+        return
+    try:
+        stored_version = Version(str(stored))
+    except InvalidVersion as error:
+        msg = f"{model_name} checkpoint has an unreadable {VERSION_KEY} {stored!r}; expected a version like '0.1.0'"
+        raise CheckpointVersionError(msg) from error
+    current = Version(installed)
+    if stored_version.release[:2] > current.release[:2]:
+        msg = (
+            f"{model_name} checkpoint was written by anomalib-npgmf {stored}, newer than the installed {installed}: "
+            f"upgrade anomalib-npgmf to >= {stored_version.major}.{stored_version.minor} to load it"
+        )
+        raise CheckpointVersionError(msg)
+    if stored_version < Version(OLDEST_COMPATIBLE_VERSION):
+        msg = (
+            f"{model_name} checkpoint was written by anomalib-npgmf {stored}; the installed {installed} reads "
+            f"checkpoints from {OLDEST_COMPATIBLE_VERSION} on: retrain, or load it with anomalib-npgmf {stored}"
+        )
+        raise CheckpointVersionError(msg)
+
+
+class AtomicCheckpointIO(AnomalibCheckpointIO):
+    """anomalib's checkpoint IO (safe-globals loading) writing local files via a flushed temp file + ``os.replace``.
+
+    A kill leaves either the previous checkpoint or the new one, plus at most a hidden ``.*.partial`` file, never a
+    truncated ``.ckpt``. Remote paths (``s3://`` ...) keep Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        """Serialise ``checkpoint`` to ``path`` atomically."""
+        protocol = get_filesystem(path).protocol
+        if storage_options is not None or "file" not in (protocol if isinstance(protocol, tuple) else (protocol,)):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        with atomic_write(path, suffix=PARTIAL_SUFFIX) as temporary, temporary.open("wb") as stream:
+            torch.save(checkpoint, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        _fsync_folder(Path(path).parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system lets a folder be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+class AtomicCheckpointing(Callback):
+    """Swap the trainer's stock checkpoint IO for :class:`AtomicCheckpointIO` (our models attach this callback).
+
+    A callback, so that it works with ``anomalib train`` and ``Engine`` without the user passing a plugin, and keeps
+    the user's ``ModelCheckpoint`` settings. Only Lightning's ``TorchCheckpointIO`` and anomalib's
+    ``AnomalibCheckpointIO`` are replaced (keeping anomalib's safe globals); a custom IO the user chose is left alone.
+
+    Also: Lightning stops a run on SIGTERM with a ``SystemExit`` that has no code, so ``anomalib fit`` exits 0 as if
+    it had finished; we give it the shell's code for SIGTERM (143) so a pipeline sees the run was interrupted.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Install the atomic writer before any checkpoint can be saved."""
+        del pl_module, stage
+        strategy = trainer.strategy
+        current = strategy.checkpoint_io
+        if type(current) in (TorchCheckpointIO, AnomalibCheckpointIO):
+            strategy.checkpoint_io = AtomicCheckpointIO(getattr(current, "extra_safe_globals", None))
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """A SIGTERM-stopped run exits 143 (128 + SIGTERM), not 0."""
+        del trainer, pl_module
+        if isinstance(exception, SIGTERMException) and exception.code is None:
+            exception.code = 128 + signal.SIGTERM
