@@ -22,6 +22,7 @@ train seconds, ms per test image.
 
 import argparse
 import csv
+import functools
 import io
 import statistics
 import time
@@ -56,15 +57,21 @@ def _npgmf(**overrides: object) -> Callable[[int, bool], object]:
     return build
 
 
-def _sibling(relative: str, name: str) -> object:
-    """A function of another benchmark script (the builders live once, in the script that owns them)."""
+@functools.cache
+def _sibling_module(relative: str) -> object:
+    """Another benchmark script, loaded once (the builders live once, in the script that owns them)."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, name)
+    return module
+
+
+def _sibling(relative: str, name: str) -> object:
+    """A function of another benchmark script."""
+    return getattr(_sibling_module(relative), name)
 
 
 def _inp_former(ours: bool) -> Callable[[int, bool], object]:

@@ -16,6 +16,18 @@ from torch.utils.data import DataLoader, Subset
 from anomalib_npgmf import InpFormerPlusPlus, Npgmf
 from anomalib_npgmf.data import MVTecLOCO
 
+
+def _inp_former_pp_tiny_settings() -> dict:
+    """The tiny INP-Former++ of the model's own tests (this script runs outside pytest, so load it by path)."""
+    import importlib.util
+
+    path = Path(__file__).with_name("inp_former_pp") / "conftest.py"
+    spec = importlib.util.spec_from_file_location("inp_former_pp_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {**module.TINY_MODEL, "backbone_kwargs": dict(module.TINY_BACKBONE)}
+
+
 TINY_NPGMF = {
     "backbone": "resnet18",
     "pre_trained": False,
@@ -28,16 +40,7 @@ TINY_NPGMF = {
     "category": "demo_box",
     "visualizer": False,
 }
-TINY_INP_FORMER_PP = {
-    "backbone": "vit_small_patch14_reg4_dinov2",
-    "pre_trained": False,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 32, "num_heads": 2, "img_size": 28},
-    "image_size": 64,
-    "crop_size": 56,
-    "score_size": None,
-    "warmup_steps": 1,
-    "visualizer": False,
-}
+TINY_INP_FORMER_PP = {**_inp_former_pp_tiny_settings(), "warmup_steps": 1, "visualizer": False}
 MODELS = {"npgmf": (Npgmf, TINY_NPGMF), "inp_former_pp": (InpFormerPlusPlus, TINY_INP_FORMER_PP)}
 
 

@@ -2,6 +2,7 @@
 
 from anomalib_npgmf.utils.seeding import honour_cli_seed
 
+from .batches import batch_image_paths, check_finite_images
 from .checkpoint import (
     AtomicCheckpointing,
     AtomicCheckpointIO,
@@ -24,6 +25,8 @@ __all__ = [
     "MissingWeightsError",
     "PluginExportMixin",
     "QuantileMapNormalizer",
+    "batch_image_paths",
+    "check_finite_images",
     "check_version",
     "create_timm_encoder",
     "gather_unique_by_key",

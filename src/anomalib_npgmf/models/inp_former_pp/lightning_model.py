@@ -32,7 +32,13 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerC
 from torchvision.transforms.v2 import CenterCrop, Compose, Normalize, Resize
 
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
-from anomalib_npgmf.models.common import AtomicCheckpointing, PluginExportMixin, check_version, stamp_version
+from anomalib_npgmf.models.common import (
+    AtomicCheckpointing,
+    PluginExportMixin,
+    check_finite_images,
+    check_version,
+    stamp_version,
+)
 
 from .components.augment import few_shot_augment
 from .components.schedule import WarmCosineLR
@@ -235,7 +241,7 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Reconstruct the frozen encoder's features of normal images from their own INPs."""
         del args, kwargs
-        _check_finite(batch)
+        check_finite_images(batch)
         images = batch.image
         if self.hparams.get("few_shot_augment"):
             images = few_shot_augment(images)
@@ -265,17 +271,17 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score validation images (anomalib's post-processor fits its normalisation and threshold on these)."""
         del args, kwargs
-        _check_finite(batch)
+        check_finite_images(batch)
         return batch.update(**self.model(batch.image)._asdict())
 
     def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """As anomalib's, after refusing NaN/Inf input (it would give NaN scores silently)."""
-        _check_finite(batch)
+        check_finite_images(batch)
         return super().test_step(batch, *args, **kwargs)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
         """As anomalib's, after refusing NaN/Inf input."""
-        _check_finite(batch)
+        check_finite_images(batch)
         return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @property
@@ -307,14 +313,3 @@ def _as_size(size: int | Sequence[int], name: str) -> tuple[int, int]:
         msg = f"{name} must be an int or (height, width) with both sides >= 14, got {size}"
         raise ValueError(msg)
     return size
-
-
-def _check_finite(batch: Batch) -> None:
-    """Fail on NaN/Inf pixels, naming the images, instead of producing NaN scores."""
-    finite = torch.isfinite(batch.image.reshape(batch.image.shape[0], -1)).all(dim=1)
-    if bool(finite.all()):
-        return
-    paths = batch.image_path if batch.image_path is not None else [f"#{index}" for index in range(len(finite))]
-    bad = [str(path) for path, ok in zip(paths, finite.tolist(), strict=True) if not ok]
-    msg = f"input images contain NaN or Inf pixel values: {', '.join(bad[:5])}"
-    raise ValueError(msg)

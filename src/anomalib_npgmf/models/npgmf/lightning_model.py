@@ -32,6 +32,8 @@ from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
     PluginExportMixin,
+    batch_image_paths,
+    check_finite_images,
     check_version,
     gather_unique_by_key,
     stamp_version,
@@ -288,7 +290,7 @@ class Npgmf(PluginExportMixin, AnomalibModule):
             images = batch.image[normal].to(self.device)
             if self.pre_processor is not None and self.pre_processor.transform is not None:
                 images = self.pre_processor.transform(images)
-            yield images, [path for path, keep in zip(_paths(batch), normal.tolist(), strict=True) if keep]
+            yield images, [path for path, keep in zip(batch_image_paths(batch), normal.tolist(), strict=True) if keep]
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self) -> optim.Optimizer:
@@ -299,8 +301,8 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Both branches learn to reconstruct the frozen encoder's features of normal images."""
         del args, kwargs
-        _check_finite(batch)
-        losses = self.loss(self.model(batch.image, self.category_indices(_paths(batch))))
+        check_finite_images(batch)
+        losses = self.loss(self.model(batch.image, self.category_indices(batch_image_paths(batch))))
         for name, value in losses.items():
             self.log(
                 f"train_{name}",
@@ -316,17 +318,17 @@ class Npgmf(PluginExportMixin, AnomalibModule):
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score validation images (anomalib's post-processor fits its threshold on these)."""
         del args, kwargs
-        _check_finite(batch)
+        check_finite_images(batch)
         return batch.update(**self.model(batch.image)._asdict())
 
     def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """As anomalib's, after refusing NaN/Inf input (it would give a NaN score, silently)."""
-        _check_finite(batch)
+        check_finite_images(batch)
         return super().test_step(batch, *args, **kwargs)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
         """As anomalib's, after refusing NaN/Inf input."""
-        _check_finite(batch)
+        check_finite_images(batch)
         return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @property
@@ -374,25 +376,9 @@ def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
     return size
 
 
-def _check_finite(batch: Batch) -> None:
-    """Fail on NaN/Inf pixels, naming the images, instead of producing NaN scores."""
-    finite = torch.isfinite(batch.image.reshape(batch.image.shape[0], -1)).all(dim=1)
-    if bool(finite.all()):
-        return
-    bad = [path for path, ok in zip(_paths(batch), finite.tolist(), strict=True) if not ok]
-    msg = f"input images contain NaN or Inf pixel values: {', '.join(bad[:5])}"
-    raise ValueError(msg)
-
-
 def _normal_mask(batch: Batch) -> torch.Tensor:
     """Which images of a batch are normal (all of them when the batch has no labels, e.g. LOCO validation)."""
     count = batch.image.shape[0]
     if batch.gt_label is None:
         return torch.ones(count, dtype=torch.bool)
     return torch.as_tensor(batch.gt_label).reshape(-1).cpu() == 0
-
-
-def _paths(batch: Batch) -> list[str]:
-    count = batch.image.shape[0]
-    paths = batch.image_path if batch.image_path is not None else [None] * count
-    return [str(path) if path is not None else f"#{id(batch)}-{index}" for index, path in enumerate(paths)]
