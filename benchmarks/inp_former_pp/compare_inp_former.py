@@ -20,10 +20,9 @@ import torch
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, seed_everything
 
+from anomalib_npgmf.benchmarking import builders
 from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
 from anomalib_npgmf.utils import atomic_write_text
-
-BACKBONE = "vit_small_patch14_reg4_dinov2"
 
 
 class LearningRateRecorder(Callback):
@@ -37,46 +36,10 @@ class LearningRateRecorder(Callback):
         self.rates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
 
 
-def build_ours(variant: str, image_size: int, crop_size: int) -> object:
-    from anomalib_npgmf.models.inp_former_pp import InpFormerPlusPlus
-
-    return InpFormerPlusPlus(
-        variant=variant,
-        backbone=BACKBONE,
-        pre_trained=False,
-        image_size=image_size,
-        crop_size=crop_size,
-        score_size=None,
-        visualizer=False,
-    )
-
-
-def build_anomalib(image_size: int, crop_size: int) -> object:
-    import timm
-    from anomalib.models import InpFormer
-    from anomalib.models.components.feature_extractors import timm as timm_extractor
-
-    original = timm.create_model
-
-    def random_init(*args: object, **kwargs: object) -> object:
-        kwargs["pretrained"] = False
-        return original(*args, **kwargs)
-
-    timm_extractor.timm.create_model = random_init
-    try:
-        return InpFormer(
-            encoder_name=BACKBONE,
-            pre_processor=InpFormer.configure_pre_processor((image_size, image_size), crop_size),
-            visualizer=False,
-        )
-    finally:
-        timm_extractor.timm.create_model = original
-
-
 MODELS: dict[str, Callable[[int, int], object]] = {
-    "InpFormerPlusPlus (inp_former_pp)": lambda size, crop: build_ours("inp_former_pp", size, crop),
-    "InpFormerPlusPlus (inp_former)": lambda size, crop: build_ours("inp_former", size, crop),
-    "anomalib InpFormer": build_anomalib,
+    "InpFormerPlusPlus (inp_former_pp)": lambda size, crop: builders.inp_former_pp(size, crop, "inp_former_pp"),
+    "InpFormerPlusPlus (inp_former)": lambda size, crop: builders.inp_former_pp(size, crop, "inp_former"),
+    "anomalib InpFormer": builders.anomalib_inp_former,
 }
 
 
@@ -129,7 +92,8 @@ def _csv(rows: list[dict]) -> str:
 
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
-        f"Generated LOCO-layout category `{args.category}` (scene `{args.scene}`), {BACKBONE} random init, "
+        f"Generated LOCO-layout category `{args.category}` (scene `{args.scene}`), {builders.INP_BACKBONE} "
+        "random init, "
         f"resize {args.image_size} -> crop {args.crop_size}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seeds {args.seeds}, CPU ({torch.get_num_threads()} threads).",
         "",

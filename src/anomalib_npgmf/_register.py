@@ -23,6 +23,14 @@ def _register_plugin_models() -> None:
         __import__(_PLUGIN)
     except Exception as error:
         sys.stderr.write(f"anomalib-npgmf: models not registered ({type(error).__name__}: {error})\n")
+        return
+    if "anomalib.cli.cli" in sys.modules:  # anomalib's CLI is starting: suggest a name for a misspelt --model
+        try:
+            from anomalib_npgmf.utils.model_names import hint_misspelt_cli_model
+
+            hint_misspelt_cli_model()
+        except Exception:  # a hint must never break anomalib's CLI
+            pass
 
 
 class _LoaderWrapper:

@@ -26,9 +26,24 @@ def _predict_openvino(argv: list[str]) -> int:
     return main_predict_openvino(argv)
 
 
+BENCHMARKS = ("accuracy", "speed")
+
+
+def _benchmark(argv: list[str]) -> int:
+    """``benchmark accuracy ...`` / ``benchmark speed ...``: the harnesses in ``anomalib_npgmf.benchmarking``."""
+    if not argv or argv[0] not in BENCHMARKS:
+        given = f"got {argv[0]!r}" if argv else "got nothing"
+        print(f"anomalib-npgmf benchmark: expected one of {', '.join(BENCHMARKS)} ({given})", file=sys.stderr)
+        return 0 if argv and argv[0] in {"-h", "--help"} else 2
+    import importlib
+
+    return importlib.import_module(f"anomalib_npgmf.benchmarking.{argv[0]}").main(argv[1:])
+
+
 SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "generate": (_generate, "write the synthetic MVTec-LOCO-layout demo dataset"),
     "evaluate": (_evaluate, "LOCO table (image AUROC, AU-sPRO; logical/structural) + heatmap grids for a model"),
+    "benchmark": (_benchmark, "accuracy (LOCO table vs baselines and ablations) or speed (torch vs OpenVINO)"),
     "predict-openvino": (_predict_openvino, "score images with an exported OpenVINO model and save heatmaps"),
 }
 

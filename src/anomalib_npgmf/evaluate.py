@@ -6,7 +6,6 @@ and worst scored images with their heatmaps.
 """
 
 import argparse
-import difflib
 import io
 from pathlib import Path
 
@@ -23,18 +22,17 @@ from anomalib_npgmf.utils import atomic_write_bytes, ensure_writable_folder
 
 def resolve_model_class(name: str) -> type:
     """An anomalib model class by name (``Npgmf``, ``padim``, ``anomalib.models.Patchcore``), with a suggestion."""
-    from anomalib.models import AnomalibModule
+    from anomalib_npgmf.utils.model_names import find_model_class, model_classes, nearest_model_name
 
     if "." in name:
         module_name, _, class_name = name.rpartition(".")
         return getattr(__import__(module_name, fromlist=[class_name]), class_name)
-    classes = {cls.__name__: cls for cls in AnomalibModule.__subclasses__()}
-    wanted = name.replace("_", "").lower()
-    for class_name, cls in classes.items():
-        if class_name.lower() == wanted:
-            return cls
-    close = difflib.get_close_matches(name, list(classes), n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    classes = model_classes()
+    found = find_model_class(name, classes)
+    if found is not None:
+        return found
+    close = nearest_model_name(name, classes)
+    hint = f" Did you mean '{close}'?" if close else ""
     msg = f"unknown model '{name}'.{hint} Known: {', '.join(sorted(classes))}"
     raise ValueError(msg)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from anomalib_npgmf.models.common import AtomicCheckpointIO
+
 from .conftest import CATEGORY, TINY_NPGMF, subprocess_environment
 
 MAX_EPOCHS = 6
@@ -125,3 +127,6 @@ def test_a_writer_killed_at_random_moments_never_leaves_a_corrupt_checkpoint(tmp
         assert torch.equal(checkpoint["payload"], torch.full((2_000_000,), float(checkpoint["version"])))
     leftovers = [path.name for path in tmp_path.iterdir() if path != target]
     assert all(name.startswith(".model.ckpt.") and name.endswith(".partial") for name in leftovers)
+    time.sleep(0.05)  # the next save removes earlier saves' leftovers
+    AtomicCheckpointIO().save_checkpoint({"version": 0, "payload": torch.zeros(1)}, target)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.ckpt"]

@@ -39,5 +39,6 @@ def test_misspelt_model_name_on_anomalib_cli_exits_2_naming_it(pristine_dataset,
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=subprocess_environment())
     assert result.returncode == 2
     assert 'error: Parser key "model"' in result.stderr and "Given value: Npgmff" in result.stderr
+    assert "--model 'Npgmff' is not a known model; did you mean 'Npgmf'?" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())  # nothing was started

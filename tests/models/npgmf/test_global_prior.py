@@ -82,3 +82,16 @@ def test_grid_descriptor_is_the_mean_of_each_cell_and_wide_ones_are_subsampled()
     assert torch.equal(wide.feature_index, GlobalNormalityPrior([300, 300], grid=2, max_dim=1000).feature_index)
     levels = [torch.randn(3, 300, 4, 4), torch.randn(3, 300, 2, 2)]
     assert torch.equal(wide.descriptor(levels), pooled_descriptor(levels, 2)[:, wide.feature_index])
+
+
+def test_precision_is_the_inverse_and_degenerate_covariances_fall_back_to_the_pseudo_inverse():
+    from anomalib_npgmf.models.npgmf.components.global_prior import precision_from_covariance
+
+    generator = torch.Generator().manual_seed(0)
+    covariance = ledoit_wolf_covariance(torch.randn(3, 20, 16, generator=generator))  # batched, positive definite
+    precision = precision_from_covariance(covariance)
+    identity = torch.eye(16, dtype=torch.float64).expand(3, 16, 16)
+    assert torch.allclose(precision @ covariance, identity, atol=1e-10)
+    singular = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64))  # constant second feature
+    expected = torch.diag(torch.tensor([0.5, 0.0], dtype=torch.float64))
+    assert torch.allclose(precision_from_covariance(singular), expected)

@@ -14,6 +14,7 @@ temporary file beside the target, flushes it to disk and renames it over the tar
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
     """anomalib's checkpoint IO (safe-globals loading) writing local files via a flushed temp file + ``os.replace``.
 
     A kill leaves either the previous checkpoint or the new one, plus at most a hidden ``.*.partial`` file, never a
-    truncated ``.ckpt``. Remote paths (``s3://`` ...) keep Lightning's own writer.
+    truncated ``.ckpt``; the next successful save of the same checkpoint removes such leftovers (those older than
+    its own start, so a concurrent writer's file is never touched). Remote paths (``s3://`` ...) keep Lightning's own
+    writer.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
@@ -94,11 +97,23 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
         if storage_options is not None or "file" not in (protocol if isinstance(protocol, tuple) else (protocol,)):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
+        started = time.time()
         with atomic_write(path, suffix=PARTIAL_SUFFIX) as temporary, temporary.open("wb") as stream:
             torch.save(checkpoint, stream)
             stream.flush()
             os.fsync(stream.fileno())
         _fsync_folder(Path(path).parent)
+        _remove_stale_partials(Path(path), started)
+
+
+def _remove_stale_partials(path: Path, before: float) -> None:
+    """Delete temp files of earlier, killed saves of ``path`` (best effort)."""
+    for leftover in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
+        try:
+            if leftover.stat().st_mtime < before:
+                leftover.unlink()
+        except OSError:
+            pass
 
 
 def _fsync_folder(folder: Path) -> None:

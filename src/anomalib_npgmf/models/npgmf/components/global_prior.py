@@ -49,6 +49,21 @@ def ledoit_wolf_covariance(samples: torch.Tensor) -> torch.Tensor:
     return (1.0 - shrinkage) * empirical + shrinkage * mu[..., None, None] * eye
 
 
+def precision_from_covariance(covariance: torch.Tensor) -> torch.Tensor:
+    """Inverse of (batched) covariance matrices: Cholesky when positive definite, else the pseudo-inverse.
+
+    Ledoit-Wolf shrinkage makes the covariance positive definite whenever the features vary at all. Measured on the
+    2-core machine, 2048x2048 float64, while other jobs ran: ``pinv`` (an eigendecomposition) 30 s,
+    ``cholesky_inverse`` 46 s (MKL's threaded ``potri``; 1 s with one thread), ``cholesky_solve`` against the identity
+    0.8 s. ``pinv`` stays as the fallback for degenerate (e.g. constant) features.
+    """
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    if bool((info == 0).all()):
+        identity = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=covariance.device)
+        return torch.cholesky_solve(identity.expand_as(covariance), factor)
+    return torch.linalg.pinv(covariance, hermitian=True)
+
+
 class GlobalNormalityPrior(nn.Module):
     """Mahalanobis distance of an image's pooled features to the normal images' Gaussian (one per category).
 
@@ -117,7 +132,7 @@ class GlobalNormalityPrior(nn.Module):
                 raise ValueError(msg)
             covariance = ledoit_wolf_covariance(samples)
             self.mean[category] = samples.double().mean(dim=0).to(self.mean.dtype)
-            self.precision[category] = torch.linalg.pinv(covariance, hermitian=True).to(self.precision.dtype)
+            self.precision[category] = precision_from_covariance(covariance).to(self.precision.dtype)
         self.fitted.fill_(True)
 
     def distances(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:

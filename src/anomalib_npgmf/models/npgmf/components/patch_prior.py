@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from .global_prior import checked_category_index, ledoit_wolf_covariance
+from .global_prior import checked_category_index, ledoit_wolf_covariance, precision_from_covariance
 
 
 def patch_features(levels: Sequence[torch.Tensor], channel_index: torch.Tensor) -> torch.Tensor:
@@ -93,7 +93,7 @@ class PatchNormalityPrior(nn.Module):
             per_position = samples.transpose(0, 1)  # (P, N, d)
             covariance = ledoit_wolf_covariance(per_position)
             self.mean[category] = per_position.double().mean(dim=1).to(self.mean.dtype)
-            self.precision[category] = torch.linalg.pinv(covariance, hermitian=True).to(self.precision.dtype)
+            self.precision[category] = precision_from_covariance(covariance).to(self.precision.dtype)
         self.fitted.fill_(True)
 
     def forward(self, levels: Sequence[torch.Tensor], category_index: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,23 +1,13 @@
 """The accuracy harness runs end to end on a tiny budget and writes its tables."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy" / "run_accuracy.py"
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location("run_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from anomalib_npgmf.benchmarking import accuracy
 
 
 def test_tiny_run_writes_mean_and_spread(tmp_path):
-    harness = _harness()
     assert (
-        harness.main(
+        accuracy.main(
             [
                 "--output",
                 str(tmp_path),
@@ -48,14 +38,13 @@ def test_tiny_run_writes_mean_and_spread(tmp_path):
 
 
 def test_unified_model_is_scored_per_scene_and_a_model_that_cannot_run_says_why(tmp_path, monkeypatch):
-    harness = _harness()
 
     def no_download(size, pretrained):
         raise OSError("cannot download the teacher weights (offline)")
 
-    monkeypatch.setitem(harness.MODELS, "efficient_ad", (no_download, True))
+    monkeypatch.setitem(accuracy.MODELS, "efficient_ad", (no_download, True))
     argv = ["--output", str(tmp_path), "--small", "--seeds", "0", "--epochs", "1", "--image-size", "64"]
-    assert harness.main([*argv, "--scenes", "box", "pins", "--models", "npgmf_unified", "efficient_ad"]) == 0
+    assert accuracy.main([*argv, "--scenes", "box", "pins", "--models", "npgmf_unified", "efficient_ad"]) == 0
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
     unified = [r for r in rows if r["model"] == "npgmf_unified"]
     assert sorted(r["scene"] for r in unified) == ["demo_box", "demo_pins"]
@@ -71,11 +60,10 @@ def test_unified_model_is_scored_per_scene_and_a_model_that_cannot_run_says_why(
 def test_an_mvtec_ad_folder_gives_auroc_and_au_pro_without_the_logical_split(tmp_path):
     from anomalib_npgmf.data import generate_demo_dataset
 
-    harness = _harness()
     small = {"n_train": 12, "n_val": 2, "n_test_good": 4, "n_test_per_defect": 1}
     generate_demo_dataset(tmp_path / "ad", "ad_box", image_size=64, layout="mvtec_ad", **small)
     argv = ["--output", str(tmp_path / "out"), "--root", str(tmp_path / "ad"), "--category", "ad_box"]
-    assert harness.main([*argv, "--seeds", "0", "--epochs", "1", "--image-size", "64", "--models", "padim"]) == 0
+    assert accuracy.main([*argv, "--seeds", "0", "--epochs", "1", "--image-size", "64", "--models", "padim"]) == 0
     (row,) = list(csv.DictReader((tmp_path / "out" / "runs.csv").open()))
     assert row["scene"] == "ad_box" and not row["note"]
     assert row["logical_AUROC"] == "nan"
