@@ -1,7 +1,7 @@
 """Accuracy harness: Npgmf, its ablations and anomalib baselines on the same LOCO-layout data, several seeds.
 
-    anomalib-npgmf benchmark accuracy --output results/accuracy --seeds 0 1 2 --scenes box pins \
-        --models npgmf npgmf_no_global npgmf_no_patch rd padim patchcore inp_former_pp inp_former efficient_ad \
+    anomalib-npgmf benchmark accuracy --output results/accuracy --seeds 0 1 2 --scenes box pins \\
+        --models npgmf npgmf_no_global npgmf_no_patch rd padim patchcore inp_former_pp inp_former efficient_ad \\
         npgmf_unified
 
 (``python benchmarks/accuracy/run_accuracy.py ...`` in a clone is the same.) ``--root/--category`` reads real data
@@ -261,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=Path("results/accuracy"))
     parser.add_argument(
-        "--models", nargs="+", default=["npgmf", "npgmf_no_global", "rd", "padim"], choices=sorted(MODELS)
+        "--models",
+        nargs="+",
+        default=["npgmf", "npgmf_no_global", "rd", "padim"],
+        choices=sorted(MODELS),
+        metavar="NAME",
+        help=f"rows to run, from: {', '.join(sorted(MODELS))}",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
