@@ -3,6 +3,7 @@
 from anomalib_npgmf.utils.seeding import honour_cli_seed
 
 from .batches import batch_image_paths, check_finite_images
+from .blur import SeparableGaussianBlur
 from .checkpoint import (
     AtomicCheckpointing,
     AtomicCheckpointIO,
@@ -25,6 +26,7 @@ __all__ = [
     "MissingWeightsError",
     "PluginExportMixin",
     "QuantileMapNormalizer",
+    "SeparableGaussianBlur",
     "batch_image_paths",
     "check_finite_images",
     "check_version",

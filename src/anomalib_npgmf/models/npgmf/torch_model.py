@@ -9,11 +9,10 @@ from collections.abc import Sequence
 
 import torch
 from anomalib.data import InferenceBatch
-from anomalib.models.components import GaussianBlur2d
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from anomalib_npgmf.models.common import QuantileMapNormalizer
+from anomalib_npgmf.models.common import QuantileMapNormalizer, SeparableGaussianBlur
 
 from .components import (
     CategoryPrior,
@@ -187,7 +186,7 @@ class NpgmfModel(nn.Module):
         weights = [*fusion_weights, fusion_weights[1]][:4]
         total = float(sum(weights))
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
-        self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1, kernel_size=2 * int(4.0 * blur_sigma + 0.5) + 1)
+        self.blur = SeparableGaussianBlur(sigma=blur_sigma)
 
     @property
     def prior(self) -> CategoryPrior | None:
