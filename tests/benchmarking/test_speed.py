@@ -51,8 +51,9 @@ def test_tiny_run_measures_every_runtime_and_a_failing_model_gets_rows(tmp_path,
         assert row["threads"] == ("torch" if runtime == "torch" else "OV") + " 1"
     assert float(npgmf["torch"]["speedup_b1"]) == pytest.approx(1.0)
     assert float(npgmf["torch"]["auroc_change"]) == 0.0
-    # INT8 really is quantised: its weights take well under half the FP32 file.
-    assert float(npgmf["openvino-int8"]["size_mb"]) < 0.5 * float(npgmf["openvino-fp32"]["size_mb"])
+    # INT8 really is quantised: Npgmf quantises its frozen resnet18 encoder (about 60 % of the FP32 file; the
+    # decoders stay FP32), so the file shrinks by over a quarter.
+    assert float(npgmf["openvino-int8"]["size_mb"]) < 0.75 * float(npgmf["openvino-fp32"]["size_mb"])
     if not bf16_supported:
         assert "not supported by this CPU" in npgmf["openvino-bf16"]["note"]
     for row in (r for r in rows if r["model"] == "Patchcore"):

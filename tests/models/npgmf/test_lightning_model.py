@@ -219,3 +219,22 @@ def test_any_image_size_works_even_if_not_a_multiple_of_the_stride(tiny_npgmf_kw
         result = model(torch.rand(1, 3, 90, 130))
     assert result.anomaly_map.shape[-2:] == (72, 100)
     assert torch.isfinite(result.pred_score).all()
+
+
+def test_int8_export_scope_keeps_everything_but_the_frozen_encoder_in_fp32(tmp_path, tiny_npgmf_kwargs):
+    """The encoder's convolutions are found in the OpenVINO graph by structure; all else is kept FP32."""
+    import openvino as ov
+
+    from anomalib_npgmf import Npgmf
+    from anomalib_npgmf.models.common.export import frozen_encoder_convolutions
+
+    model = Npgmf(**tiny_npgmf_kwargs, category="demo_box").eval()
+    graph = ov.Core().read_model(model.to_openvino(tmp_path))
+    shapes = [tuple(m.weight.shape) for m in model.model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    encoder = frozen_encoder_convolutions(graph, shapes)
+    assert len(encoder) == len(shapes) == 20  # resnet18: stem, 16 block convolutions, 3 downsamples
+    convolutions = {op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"}
+    assert encoder < convolutions  # decoders, bottleneck and blur convolutions are not the encoder's
+    scope = model.int8_ignored_scope(graph)
+    assert encoder.isdisjoint(scope.names) and convolutions - encoder <= set(scope.names)
+    assert frozen_encoder_convolutions(graph, [*shapes, (7, 7, 7, 7)]) == set()  # not all found: none claimed

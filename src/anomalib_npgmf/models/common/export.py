@@ -7,8 +7,14 @@ scores cannot be turned into numpy arrays (``Can't call numpy() on Tensor that r
 anomalib 2.7 asks torch's dynamo ONNX exporter for opset 14. torch >= 2.9 builds opset 18 graphs, tries to convert
 them down, fails on ``Pad`` and prints a long traceback even though the exported model is fine. Our models default to
 opset 18 so users never see that noise; an explicit ``opset_version`` still wins.
+
+INT8 post-training quantisation (``--compression_type int8_ptq``) goes through anomalib's calibration (validation
+images), but a model may keep parts of its graph in FP32 (:meth:`PluginExportMixin.int8_ignored_scope`): anomaly
+scores are small differences of features, and quantising the scoring tail turns them into noise.
 """
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +46,46 @@ class PluginExportMixin:
         finally:
             for parameter, flag in zip(parameters, flags, strict=True):
                 parameter.requires_grad_(flag)
+
+    def int8_ignored_scope(self, model: Any) -> Any:
+        """``nncf.IgnoredScope`` of the OpenVINO ``model`` to keep in FP32 under INT8 PTQ (None: quantise it all)."""
+        del model
+        return None
+
+    def _post_training_quantization_ov(self, model: Any, datamodule: Any = None) -> Any:
+        """anomalib's INT8 PTQ (calibrated on the validation images), honouring :meth:`int8_ignored_scope`."""
+        import nncf
+
+        if datamodule is None:
+            msg = "INT8_PTQ export needs a datamodule (its validation images calibrate the quantisers): pass --data"
+            raise ValueError(msg)
+        datamodule.setup("fit")
+        if model.input(0).partial_shape[0].is_static:
+            datamodule.train_batch_size = model.input(0).shape[0]
+        calibration = nncf.Dataset(datamodule.val_dataloader(), lambda batch: batch["image"])
+        return nncf.quantize(model, calibration, ignored_scope=self.int8_ignored_scope(model))
+
+
+def frozen_encoder_convolutions(model: Any, encoder_weight_shapes: Iterable[tuple[int, ...]]) -> set[str]:
+    """Names of the OpenVINO ``model``'s convolutions that belong to a frozen encoder, or an empty set.
+
+    Found from the graph's structure, not from exporter-made node names: an encoder convolution has no GroupNorm
+    (``MVN``) before it (the trained parts normalise with GroupNorm; BatchNorm of a frozen encoder is folded away),
+    and its weight shape is one of the encoder's (``encoder_weight_shapes``, from the torch module), matched in
+    topological order. Empty when not every encoder convolution is found that way.
+    """
+    wanted = Counter(tuple(shape) for shape in encoder_weight_shapes)
+    expected = sum(wanted.values())
+    after_normalisation: set[str] = set()
+    found: set[str] = set()
+    for op in model.get_ordered_ops():  # topological order: an op's inputs come before it
+        name = op.get_friendly_name()
+        parents = [value.get_node().get_friendly_name() for value in op.input_values()]
+        if op.get_type_name() in {"MVN", "GroupNormalization"} or after_normalisation.intersection(parents):
+            after_normalisation.add(name)
+        elif op.get_type_name() == "Convolution":
+            shape = tuple(op.input_value(1).get_partial_shape().to_shape())
+            if wanted[shape] > 0:
+                wanted[shape] -= 1
+                found.add(name)
+    return found if len(found) == expected else set()
