@@ -2,7 +2,7 @@
 
 from anomalib_npgmf.utils.seeding import honour_cli_seed
 
-from .batches import batch_image_paths, check_finite_images
+from .batches import CheckedEvaluationSteps, batch_image_paths, check_finite_images
 from .blur import SeparableGaussianBlur
 from .checkpoint import (
     AtomicCheckpointing,
@@ -22,6 +22,7 @@ honour_cli_seed()
 __all__ = [
     "AtomicCheckpointIO",
     "AtomicCheckpointing",
+    "CheckedEvaluationSteps",
     "CheckpointVersionError",
     "MissingWeightsError",
     "PluginExportMixin",

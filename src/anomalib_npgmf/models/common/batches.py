@@ -1,5 +1,7 @@
 """Checks on anomalib batches that both models run in every step."""
 
+from typing import Any
+
 import torch
 from anomalib.data import Batch
 
@@ -19,3 +21,27 @@ def check_finite_images(batch: Batch) -> None:
     bad = [path for path, ok in zip(batch_image_paths(batch), finite.tolist(), strict=True) if not ok]
     msg = f"input images contain NaN or Inf pixel values: {', '.join(bad[:5])}"
     raise ValueError(msg)
+
+
+class CheckedEvaluationSteps:
+    """Validation, test and predict steps that refuse NaN/Inf input; mix in before ``AnomalibModule``.
+
+    Validation scores the images with ``self.model`` (anomalib's post-processor fits its normalisation and
+    threshold on them); test and predict are anomalib's own steps, after the check (else: NaN scores, silently).
+    """
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> Any:
+        """Score validation images after refusing NaN/Inf input."""
+        del args, kwargs
+        check_finite_images(batch)
+        return batch.update(**self.model(batch.image)._asdict())  # type: ignore[attr-defined]
+
+    def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> Any:
+        """As anomalib's, after refusing NaN/Inf input."""
+        check_finite_images(batch)
+        return super().test_step(batch, *args, **kwargs)  # type: ignore[misc]
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """As anomalib's, after refusing NaN/Inf input."""
+        check_finite_images(batch)
+        return super().predict_step(batch, batch_idx, dataloader_idx)  # type: ignore[misc]

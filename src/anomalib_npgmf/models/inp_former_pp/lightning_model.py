@@ -34,6 +34,7 @@ from torchvision.transforms.v2 import CenterCrop, Compose, Normalize, Resize
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
+    CheckedEvaluationSteps,
     PluginExportMixin,
     check_finite_images,
     check_version,
@@ -52,7 +53,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
+class InpFormerPlusPlus(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
     """INP-Former++: intrinsic normal prototypes from the test image guide a decoder that reconstructs only normality.
 
     Args:
@@ -267,22 +268,6 @@ class InpFormerPlusPlus(PluginExportMixin, AnomalibModule):
             return None
         base = torch.initial_seed() + 7919 * int(self.global_step)
         return [base + 1_000_003 * zlib.crc32(str(path).encode()) for path in batch.image_path]
-
-    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Score validation images (anomalib's post-processor fits its normalisation and threshold on these)."""
-        del args, kwargs
-        check_finite_images(batch)
-        return batch.update(**self.model(batch.image)._asdict())
-
-    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """As anomalib's, after refusing NaN/Inf input (it would give NaN scores silently)."""
-        check_finite_images(batch)
-        return super().test_step(batch, *args, **kwargs)
-
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        """As anomalib's, after refusing NaN/Inf input."""
-        check_finite_images(batch)
-        return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

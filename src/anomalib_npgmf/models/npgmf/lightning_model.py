@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_from_path
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
+    CheckedEvaluationSteps,
     PluginExportMixin,
     batch_image_paths,
     check_finite_images,
@@ -46,7 +47,7 @@ from .torch_model import PARTS, NpgmfModel
 logger = logging.getLogger(__name__)
 
 
-class Npgmf(PluginExportMixin, AnomalibModule):
+class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
     """NPGMF: reverse distillation guided by normality priors, plus a structural branch, scores fused.
 
     Args:
@@ -314,22 +315,6 @@ class Npgmf(PluginExportMixin, AnomalibModule):
                 sync_dist=True,
             )
         return {"loss": losses["loss"]}
-
-    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Score validation images (anomalib's post-processor fits its threshold on these)."""
-        del args, kwargs
-        check_finite_images(batch)
-        return batch.update(**self.model(batch.image)._asdict())
-
-    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """As anomalib's, after refusing NaN/Inf input (it would give a NaN score, silently)."""
-        check_finite_images(batch)
-        return super().test_step(batch, *args, **kwargs)
-
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        """As anomalib's, after refusing NaN/Inf input."""
-        check_finite_images(batch)
-        return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
