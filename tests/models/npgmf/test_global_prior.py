@@ -95,3 +95,19 @@ def test_precision_is_the_inverse_and_degenerate_covariances_fall_back_to_the_ps
     singular = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64))  # constant second feature
     expected = torch.diag(torch.tensor([0.5, 0.0], dtype=torch.float64))
     assert torch.allclose(precision_from_covariance(singular), expected)
+
+
+def test_distances_stay_float32_under_bf16_autocast():
+    """bf16-mixed training must not run the Mahalanobis matmul in bf16 (precision entries are large)."""
+    from anomalib_npgmf.models.npgmf.components.global_prior import mahalanobis_squared
+
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randn(40, 32, generator=generator) * torch.linspace(0.01, 3.0, 32)  # badly scaled: big precision
+    precision = torch.linalg.inv(ledoit_wolf_covariance(samples)).float()
+    centred = torch.randn(8, 32, generator=generator)
+    exact = mahalanobis_squared(centred, precision)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = mahalanobis_squared(centred, precision)
+        in_bf16 = ((centred.unsqueeze(-2) @ precision).squeeze(-2) * centred).sum(dim=-1)  # what autocast would do
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, exact)
+    assert not torch.allclose(in_bf16.float(), exact, rtol=1e-4)  # the hazard is real at this scale

@@ -64,6 +64,20 @@ def precision_from_covariance(covariance: torch.Tensor) -> torch.Tensor:
     return torch.linalg.pinv(covariance, hermitian=True)
 
 
+def mahalanobis_squared(centred: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """``x^T P x`` over the last dim of ``centred`` (..., D) with ``precision`` (..., D, D), always in float32.
+
+    Under bf16 autocast (``--trainer.precision bf16-mixed``) the matmul would run in bf16: with precision entries in
+    the thousands the distance moved by 0.18 on a tiny training set, and the quantile normaliser amplified that to
+    score changes of ~60 (measured, ``benchmarks/speed/RESULTS.md`` finding 5). Outside autocast this is a no-op.
+    """
+    device = centred.device.type
+    if torch.is_autocast_enabled(device):
+        with torch.autocast(device_type=device, enabled=False):
+            return mahalanobis_squared(centred.float(), precision.float())
+    return ((centred.unsqueeze(-2) @ precision).squeeze(-2) * centred).sum(dim=-1)
+
+
 class GlobalNormalityPrior(nn.Module):
     """Mahalanobis distance of an image's pooled features to the normal images' Gaussian (one per category).
 
@@ -138,8 +152,8 @@ class GlobalNormalityPrior(nn.Module):
     def distances(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, K) Mahalanobis distance of each image to each category's Gaussian (0 before fitting)."""
         centred = self.descriptor(levels).unsqueeze(1) - self.mean  # (B, K, D)
-        squared = ((centred.unsqueeze(-2) @ self.precision).squeeze(-2) * centred).sum(dim=-1)
-        return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(centred.dtype)
+        squared = mahalanobis_squared(centred, self.precision)
+        return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(squared.dtype)
 
     def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B,) distance of each image to its nearest category's Gaussian."""

@@ -18,7 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from .global_prior import checked_category_index, ledoit_wolf_covariance, precision_from_covariance
+from .global_prior import (
+    checked_category_index,
+    ledoit_wolf_covariance,
+    mahalanobis_squared,
+    precision_from_covariance,
+)
 
 
 def patch_features(levels: Sequence[torch.Tensor], channel_index: torch.Tensor) -> torch.Tensor:
@@ -104,6 +109,6 @@ class PatchNormalityPrior(nn.Module):
         else:
             mean, precision = self.mean[category_index], self.precision[category_index]
         centred = features - mean
-        squared = ((centred.unsqueeze(-2) @ precision).squeeze(-2) * centred).sum(dim=-1)
-        distance = torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(centred.dtype)
+        squared = mahalanobis_squared(centred, precision)
+        distance = torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(squared.dtype)
         return distance.reshape(-1, 1, *self.grid)
