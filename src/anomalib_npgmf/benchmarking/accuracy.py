@@ -32,8 +32,8 @@ import torch
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
-from anomalib_npgmf.benchmarking import builders
-from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
+from anomalib_npgmf.benchmarking import builders, failure_reason
+from anomalib_npgmf.data import generate_demo_dataset
 from anomalib_npgmf.metrics import LocoResults
 from anomalib_npgmf.utils import atomic_write_text
 
@@ -107,14 +107,7 @@ def run_one(name: str, seed: int, root: Path, category: str, arguments: argparse
         )
         train_seconds = _fit(name, seed, model, datamodule, arguments)
         return _score_without_split(model, datamodule.test_dataloader(), train_seconds)
-    datamodule = MVTecLOCO(
-        root=root,
-        category=category,
-        num_workers=0,
-        train_batch_size=batch_size,
-        eval_batch_size=16,
-        loco_report=False,
-    )
+    datamodule = builders.loco_datamodule(root, category, batch_size)
     train_seconds = _fit(name, seed, model, datamodule, arguments)
     return _score(model, datamodule.test_dataloader(), train_seconds)
 
@@ -162,14 +155,14 @@ def run_unified(seed: int, root: Path, categories: list[str], arguments: argpars
     from anomalib_npgmf.data import MultiCategory
 
     seed_everything(seed, workers=True)
-    model = _npgmf(categories=categories)(arguments.image_size, arguments.pretrained)
+    model = builders.npgmf(arguments.image_size, arguments.pretrained, categories=categories)
     datamodule = MultiCategory(
         root=root, categories=categories, num_workers=0, train_batch_size=DEFAULT_TRAIN_BATCH_SIZE, eval_batch_size=16
     )
     train_seconds = _fit("npgmf_unified", seed, model, datamodule, arguments)
     results = {}
     for category in categories:
-        single = MVTecLOCO(root=root, category=category, num_workers=0, eval_batch_size=16, loco_report=False)
+        single = builders.loco_datamodule(root, category)
         single.setup("test")
         results[category] = _score(model, single.test_dataloader(), train_seconds)
     return results
@@ -248,7 +241,7 @@ def summarise(runs: list[dict]) -> tuple[str, str]:
 
 def _failed(name: str, scene: str, seed: int, error: Exception) -> dict:
     """A row for a run that could not be done here (e.g. a model that downloads weights), with the reason."""
-    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    reason = failure_reason(error)
     print(f"   {name} could not run: {reason}", flush=True)
     return {"model": name, "scene": scene, "seed": seed, **dict.fromkeys(METRICS, float("nan")), "note": reason}
 
@@ -280,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.root is None:
         root = arguments.output / "data"
-        counts = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_test_per_defect": 1} if arguments.small else {}
+        counts = builders.SMALL_DATA if arguments.small else {}
         categories = []
         for scene in arguments.scenes:
             categories.append(f"demo_{scene}")

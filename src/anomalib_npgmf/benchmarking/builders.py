@@ -1,4 +1,4 @@
-"""Every model a benchmark compares, built the same way: same image size, same init regime, CPU-sized.
+"""Every model and data module a benchmark uses, built the same way: same image size, same init regime, CPU-sized.
 
 The accuracy and speed benchmarks (and ``benchmarks/inp_former_pp/compare_inp_former.py``) build their models here,
 so a row called ``rd`` or ``npgmf`` means the same model in every table.
@@ -95,3 +95,21 @@ def anomalib_baseline(name: str, image_size: int, pretrained: bool = False) -> A
 def crop_for_vit(image_size: int, patch: int = 14) -> int:
     """Largest crop <= ``image_size`` that is a multiple of the ViT patch."""
     return image_size // patch * patch
+
+
+# ``--small`` generated data (tests): enough images for every model's fit and the LOCO metrics.
+SMALL_DATA: dict[str, int] = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_test_per_defect": 1}
+
+
+def loco_datamodule(root: Any, category: str, train_batch_size: int = 8) -> Any:
+    """A LOCO-layout category without worker processes (2-core machine) or the LOCO report (benchmarks score it)."""
+    from anomalib_npgmf.data import MVTecLOCO
+
+    return MVTecLOCO(
+        root=root,
+        category=category,
+        train_batch_size=train_batch_size,
+        eval_batch_size=16,
+        num_workers=0,
+        loco_report=False,
+    )

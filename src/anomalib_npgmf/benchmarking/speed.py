@@ -54,6 +54,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from anomalib_npgmf.benchmarking import builders, failure_reason
 from anomalib_npgmf.utils import atomic_write_text, ensure_writable_folder
 
 MODEL_NAMES = ("Npgmf", "InpFormerPlusPlus", "ReverseDistillation", "Patchcore", "InpFormer")
@@ -61,7 +62,6 @@ RUNTIMES = ("torch", "openvino-fp32", "openvino-bf16", "openvino-int8")
 OPENVINO_PRECISION = {"openvino-fp32": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
 CHILD_TIMEOUT_SECONDS = 1800
 MIN_TIMED_CALLS = 3
-SMALL_DATA = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_test_per_defect": 1}
 TARGETS = {"openvino_fp32_speedup": 2.0, "int8_speedup": 3.0, "int8_auroc_drop": 0.005, "openvino_rss_mb": 1024.0}
 NAN = float("nan")
 
@@ -160,11 +160,6 @@ def _log(message: str) -> None:
     print(f"[speed {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _reason(error: BaseException) -> str:
-    """One-line reason for a failed row."""
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
-
-
 # ----------------------------------------------------------------------------------------------------- models
 def build_model(name: str, size: int) -> Any:
     """The model the other benchmarks call ``name`` (shared builders), giving raw scores.
@@ -173,8 +168,6 @@ def build_model(name: str, size: int) -> Any:
     [0, 1] ties scores and would blur the AUROC comparison, and it is a few element-wise ops. No evaluator either:
     nothing but speed and the test AUROC is measured.
     """
-    from . import builders
-
     if name == "Npgmf":
         model = builders.npgmf(size)  # configs/npgmf/demo_cpu.yaml at `size` px
     elif name == "InpFormerPlusPlus":
@@ -197,21 +190,8 @@ def prepare_data(folder: Path, size: int, small: bool, seed: int) -> tuple[Path,
     from anomalib_npgmf.data import generate_demo_dataset
 
     category = "demo_box"
-    generate_demo_dataset(folder, category, image_size=size, seed=seed, **(SMALL_DATA if small else {}))
+    generate_demo_dataset(folder, category, image_size=size, seed=seed, **(builders.SMALL_DATA if small else {}))
     return folder, category
-
-
-def make_datamodule(root: Path, category: str, batch_size: int) -> Any:
-    from anomalib_npgmf.data import MVTecLOCO
-
-    return MVTecLOCO(
-        root=root,
-        category=category,
-        train_batch_size=batch_size,
-        eval_batch_size=16,
-        num_workers=0,
-        loco_report=False,
-    )
 
 
 def dump_test_set(datamodule: Any, path: Path) -> list[int]:
@@ -315,7 +295,7 @@ def _export_one(engine: Any, model: Any, folder: Path, kind: str, job: dict) -> 
         with contextlib.redirect_stdout(io.StringIO()):  # torch.onnx prints a progress line per pass
             path = Path(engine.export(model, export_root=folder, **job))
     except Exception as error:
-        _log(f"   export {kind} failed: {_reason(error)}")
+        _log(f"   export {kind} failed: {failure_reason(error)}")
         return error
     _log(f"   export {kind}: {time.perf_counter() - start:.1f} s")
     return path
@@ -516,7 +496,8 @@ def _openvino_predictors(
         except Exception as error:  # a graph with a batch baked in; batch 1 must work, others may not
             if batch_size == 1:
                 raise
-            notes.append(f"batch {batch_size} impossible, the graph has its batch baked in ({_reason(error)[:60]}...)")
+            reason = failure_reason(error)[:60]
+            notes.append(f"batch {batch_size} impossible, the graph has its batch baked in ({reason}...)")
             continue
         compiled = core.compile_model(model, "CPU", config)
         threads = f"OV {compiled.get_property('INFERENCE_NUM_THREADS')}"
@@ -582,7 +563,7 @@ def measure_model(name: str, arguments: argparse.Namespace, data: dict, peaks: d
     folder = arguments.output / "work" / name
     seed_everything(arguments.seed, workers=True)
     model = build_model(name, arguments.image_size)
-    datamodule = make_datamodule(data["root"], data["category"], arguments.batch_size)
+    datamodule = builders.loco_datamodule(data["root"], data["category"], arguments.batch_size)
     epochs = arguments.epochs if name in ITERATIVE else 1
     engine, timing = train(name, model, datamodule, epochs, folder / "fit")
     _log(f"   fit: {timing.fit_seconds:.1f} s, training epochs {[round(s, 1) for s in timing.epoch_seconds]} s")
@@ -607,7 +588,7 @@ def _measure_runtime(name: str, runtime: str, artifacts: dict, arguments: argpar
     kind = {"torch": "torch", "openvino-int8": "int8"}.get(runtime, "fp32")
     artifact = artifacts.get(kind)
     if isinstance(artifact, BaseException) or artifact is None:
-        row.note = f"export failed: {_reason(artifact)}" if artifact is not None else "not exported"
+        row.note = f"export failed: {failure_reason(artifact)}" if artifact is not None else "not exported"
         return row
     row.note = artifacts.get("note", "") if runtime.startswith("openvino") else ""
     spec = {"runtime": runtime, "artifact": str(artifact), "images": str(data["images_path"])}
@@ -615,7 +596,7 @@ def _measure_runtime(name: str, runtime: str, artifacts: dict, arguments: argpar
     try:
         result = run_child(spec, folder)
     except Exception as error:
-        row.note = "; ".join(filter(None, [row.note, _reason(error)]))
+        row.note = "; ".join(filter(None, [row.note, failure_reason(error)]))
         _log(f"   {runtime}: failed ({row.note})")
         return row
     _fill_row(row, result, data["settings"].batch_size, size_on_disk_mb(artifact))
@@ -675,7 +656,7 @@ def _finish_rows(rows: list[Row], labels: list[int], gflop: float, peaks: dict[s
 
 
 def _failed_rows(name: str, runtimes: Sequence[str], error: BaseException) -> list[Row]:
-    reason = _reason(error)
+    reason = failure_reason(error)
     _log(f"   {name} failed: {reason}")
     return [Row(name, runtime, note=f"model failed: {reason}") for runtime in runtimes]
 
@@ -704,7 +685,7 @@ def npgmf_cpu_options(model: Any, images: Any, labels: list[int], arguments: arg
             reference = scores if reference is None else reference
             result.update(_score_change(scores, reference, labels))
         except Exception as error:  # e.g. an op without a bf16 kernel: report it, keep going
-            result["note"] = _reason(error)
+            result["note"] = failure_reason(error)
     state = copy.deepcopy(model.state_dict())
     train_images = model.pre_processor(torch.from_numpy(_batch(images, 0, arguments.batch_size)))
     for result, (label, channels_last, bf16) in zip(results, variants, strict=True):
@@ -714,7 +695,7 @@ def npgmf_cpu_options(model: Any, images: Any, labels: list[int], arguments: arg
                 result["train_step_ms"] = _options_training_step(model, train_images, channels_last, bf16, arguments)
             result["other_procs_cores"] = max(result.get("other_procs_cores", 0.0), background.cores)
         except Exception as error:
-            result["note"] = "; ".join(filter(None, [result.get("note"), _reason(error)]))
+            result["note"] = "; ".join(filter(None, [result.get("note"), failure_reason(error)]))
         _log(f"   Npgmf eager {label}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items() if _is_number(v)))
     model.load_state_dict(state)
     model.eval()
@@ -1117,7 +1098,7 @@ def _shared_inputs(arguments: argparse.Namespace) -> dict:
 
     root, category = prepare_data(arguments.output / "data", arguments.image_size, arguments.small, arguments.seed)
     images_path = arguments.output / "work" / "test_images.npy"
-    labels = dump_test_set(make_datamodule(root, category, arguments.batch_size), images_path)
+    labels = dump_test_set(builders.loco_datamodule(root, category, arguments.batch_size), images_path)
     capabilities = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     _log(f"data: {root / category}, {len(labels)} test images ({sum(labels)} anomalous)")
     settings = Settings(

@@ -10,16 +10,11 @@ import sys
 
 
 def model_classes() -> dict[str, type]:
-    """Every imported ``AnomalibModule`` subclass by class name (anomalib's models and, once registered, ours)."""
+    """The models anomalib's CLI and ``get_model`` can find: imported direct ``AnomalibModule`` subclasses (ours too,
+    once registered), by class name."""
     from anomalib.models import AnomalibModule
 
-    found: dict[str, type] = {}
-    pending = list(AnomalibModule.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        found.setdefault(cls.__name__, cls)
-        pending += cls.__subclasses__()
-    return found
+    return {cls.__name__: cls for cls in AnomalibModule.__subclasses__()}
 
 
 def find_model_class(name: str, classes: dict[str, type]) -> type | None:

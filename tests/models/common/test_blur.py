@@ -3,15 +3,15 @@
 import pytest
 import torch
 from anomalib.models.components import GaussianBlur2d
+from anomalib.models.components.filters.blur import compute_kernel_size
 
 from anomalib_npgmf.models.common import SeparableGaussianBlur
-from anomalib_npgmf.models.common.blur import gaussian_kernel_size
 
 
 @pytest.mark.parametrize(("sigma", "shape"), [(4.0, (2, 1, 64, 80)), (1.5, (1, 3, 20, 17))])
 def test_same_maps_as_anomalibs_2d_blur(sigma, shape):
     maps = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
-    reference = GaussianBlur2d(sigma=sigma, channels=shape[1], kernel_size=gaussian_kernel_size(sigma))(maps)
+    reference = GaussianBlur2d(sigma=sigma, channels=shape[1], kernel_size=compute_kernel_size(sigma))(maps)
     assert torch.allclose(SeparableGaussianBlur(sigma)(maps), reference, atol=1e-6)
 
 

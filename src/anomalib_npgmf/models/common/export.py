@@ -13,12 +13,14 @@ images), but a model may keep parts of its graph in FP32 (:meth:`PluginExportMix
 scores are small differences of features, and quantising the scoring tail turns them into noise.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OPSET = 18
+logger = logging.getLogger(__name__)
 
 
 class PluginExportMixin:
@@ -62,7 +64,10 @@ class PluginExportMixin:
         datamodule.setup("fit")
         if model.input(0).partial_shape[0].is_static:
             datamodule.train_batch_size = model.input(0).shape[0]
-        calibration = nncf.Dataset(datamodule.val_dataloader(), lambda batch: batch["image"])
+        loader = datamodule.val_dataloader()
+        if len(loader.dataset) < 300:  # as anomalib warns
+            logger.warning(f">300 images recommended for INT8 quantization, found only {len(loader.dataset)} images")
+        calibration = nncf.Dataset(loader, lambda batch: batch["image"])
         return nncf.quantize(model, calibration, ignored_scope=self.int8_ignored_scope(model))
 
 
