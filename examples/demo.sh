@@ -16,7 +16,7 @@ anomalib-npgmf generate --root "$OUT/datasets" --category "$CATEGORY" --seed 0
 echo "== 2/5 anomalib train --model Npgmf (fit, then test on logical + structural anomalies)"
 anomalib train --config "$CONFIG" --data.root "$OUT/datasets" --data.category "$CATEGORY" \
   --default_root_dir "$OUT/results" 2>&1 | tee "$OUT/train.log" | grep -v -i "warn"
-CKPT="$OUT/results/Npgmf/MVTecLOCO/$CATEGORY/latest/weights/lightning/model.ckpt"
+CKPT="$OUT/results/Npgmf/MVTecLOCORegions/$CATEGORY/latest/weights/lightning/model.ckpt"
 [ -f "$CKPT" ] || { echo "demo: no checkpoint at $CKPT" >&2; exit 1; }
 
 echo "== 3/5 LOCO evaluation: image AUROC and AU-sPRO, logical vs structural, heatmap grids"
@@ -38,7 +38,7 @@ cat <<DONE
 Demo finished in $(( $(date +%s) - start )) s. Results:
   dataset           $OUT/datasets/$CATEGORY
   checkpoint        $CKPT
-  anomalib images   $OUT/results/Npgmf/MVTecLOCO/$CATEGORY/latest/images
+  anomalib images   $OUT/results/Npgmf/MVTecLOCORegions/$CATEGORY/latest/images
   LOCO table        $OUT/evaluation/loco_report.md (.json, .csv)
   heatmap grids     $OUT/evaluation/grids
   OpenVINO model    $XML

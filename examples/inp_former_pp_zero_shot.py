@@ -9,7 +9,7 @@ on ``demo_box`` scores ``demo_pins`` as it is. The same from the command line:
     anomalib-npgmf generate --root datasets/demo --category demo_pins --scene pins
     anomalib train --config configs/inp_former_pp/demo_cpu.yaml --default_root_dir results/zero_shot
     anomalib test --config configs/inp_former_pp/demo_cpu.yaml --data.category demo_pins \
-        --ckpt_path results/zero_shot/InpFormerPlusPlus/MVTecLOCO/demo_box/latest/weights/lightning/model.ckpt
+        --ckpt_path results/zero_shot/InpFormerPlusPlus/MVTecLOCORegions/demo_box/latest/weights/lightning/model.ckpt
 
 With random initialisation and a CPU budget the scores say little about accuracy; the paper's zero-shot figures use
 pretrained DINOv2 weights (``pre_trained=True, backbone_weights=...``) and a model trained on another dataset.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from anomalib.engine import Engine
 
-from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
+from anomalib_npgmf.data import MVTecLOCORegions, generate_demo_dataset
 from anomalib_npgmf.models.inp_former_pp import InpFormerPlusPlus
 
 
@@ -37,9 +37,9 @@ def main(output: Path) -> None:
         warmup_steps=20,
     )
     engine = Engine(max_epochs=10, accelerator="cpu", devices=1, default_root_dir=output / "results")
-    engine.fit(model, datamodule=MVTecLOCO(root=root, category="demo_box", num_workers=0, train_batch_size=8))
-    seen = engine.test(model, datamodule=MVTecLOCO(root=root, category="demo_box", num_workers=0))[0]
-    unseen = engine.test(model, datamodule=MVTecLOCO(root=root, category="demo_pins", num_workers=0))[0]
+    engine.fit(model, datamodule=MVTecLOCORegions(root=root, category="demo_box", num_workers=0, train_batch_size=8))
+    seen = engine.test(model, datamodule=MVTecLOCORegions(root=root, category="demo_box", num_workers=0))[0]
+    unseen = engine.test(model, datamodule=MVTecLOCORegions(root=root, category="demo_pins", num_workers=0))[0]
     print(f"image AUROC, trained category demo_box: {seen['image_AUROC']:.3f}")
     print(f"image AUROC, unseen category demo_pins: {unseen['image_AUROC']:.3f}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from anomalib.engine import Engine
 
 from anomalib_npgmf import Npgmf
-from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
+from anomalib_npgmf.data import MVTecLOCORegions, generate_demo_dataset
 
 
 def main(output: Path) -> None:
@@ -23,7 +23,7 @@ def main(output: Path) -> None:
         codebook_size=128,
         prior_channels=32,
     )
-    datamodule = MVTecLOCO(root=output / "datasets", category="demo_box", num_workers=0, train_batch_size=8)
+    datamodule = MVTecLOCORegions(root=output / "datasets", category="demo_box", num_workers=0, train_batch_size=8)
     engine = Engine(max_epochs=8, accelerator="cpu", devices=1, default_root_dir=output / "results")
     engine.train(model, datamodule=datamodule)  # fit + test; prints anomalib's metrics and the LOCO table
     path = engine.export(model, export_type="openvino", export_root=output / "export")

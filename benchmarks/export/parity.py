@@ -13,7 +13,7 @@ import numpy as np
 import openvino as ov
 import torch
 
-from anomalib_npgmf.data import MVTecLOCO
+from anomalib_npgmf.data import MVTecLOCORegions
 from anomalib_npgmf.evaluate import resolve_model_class
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--category", required=True)
     arguments = parser.parse_args()
     model = resolve_model_class(arguments.model).load_from_checkpoint(arguments.ckpt, map_location="cpu").eval()
-    datamodule = MVTecLOCO(root=arguments.root, category=arguments.category, num_workers=0, loco_report=False)
+    datamodule = MVTecLOCORegions(root=arguments.root, category=arguments.category, num_workers=0, loco_report=False)
     datamodule.setup("test")
     core = ov.Core()
     compiled = {

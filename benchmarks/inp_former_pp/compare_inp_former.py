@@ -21,7 +21,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import Callback, seed_everything
 
 from anomalib_npgmf.benchmarking import builders
-from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
+from anomalib_npgmf.data import MVTecLOCORegions, generate_demo_dataset
 from anomalib_npgmf.utils import atomic_write_text
 
 
@@ -46,7 +46,7 @@ MODELS: dict[str, Callable[[int, int], object]] = {
 def run_one(name: str, seed: int, args: argparse.Namespace, root: Path) -> tuple[dict, list[float]]:
     seed_everything(seed, workers=True)
     model = MODELS[name](args.image_size, args.crop_size)
-    datamodule = MVTecLOCO(
+    datamodule = MVTecLOCORegions(
         root=root,
         category=args.category,
         train_batch_size=args.batch_size,

@@ -10,7 +10,7 @@ _LAZY_EXPORTS = {
     "Npgmf": "anomalib_npgmf.models.npgmf",
     "InpFormerPlusPlus": "anomalib_npgmf.models.inp_former_pp",
     "MultiCategory": "anomalib_npgmf.data",
-    "MVTecLOCO": "anomalib_npgmf.data",
+    "MVTecLOCORegions": "anomalib_npgmf.data",
     "generate_demo_dataset": "anomalib_npgmf.data",
     "au_spro": "anomalib_npgmf.metrics",
     "LocoResults": "anomalib_npgmf.metrics",

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from anomalib_npgmf.data import MVTecLOCO, anomaly_type_of, load_defect_regions
+from anomalib_npgmf.data import MVTecLOCORegions, anomaly_type_of, load_defect_regions
 from anomalib_npgmf.data.items import read_rgb_image
 from anomalib_npgmf.metrics import LocoResults, format_table, write_report
 from anomalib_npgmf.utils import atomic_write_bytes, ensure_writable_folder
@@ -37,7 +37,7 @@ def resolve_model_class(name: str) -> type:
     raise ValueError(msg)
 
 
-def _predict_checkpoint(model_name: str, checkpoint: Path, datamodule: MVTecLOCO, results: LocoResults) -> None:
+def _predict_checkpoint(model_name: str, checkpoint: Path, datamodule: MVTecLOCORegions, results: LocoResults) -> None:
     model = resolve_model_class(model_name).load_from_checkpoint(checkpoint, map_location="cpu").eval()
     with torch.no_grad():
         for batch in tqdm(datamodule.test_dataloader(), desc="Scoring test images", unit="batch"):
@@ -45,7 +45,7 @@ def _predict_checkpoint(model_name: str, checkpoint: Path, datamodule: MVTecLOCO
             results.add(batch.image_path, output.pred_score, output.anomaly_map)
 
 
-def _predict_exported(path: Path, datamodule: MVTecLOCO, results: LocoResults, precision: str) -> None:
+def _predict_exported(path: Path, datamodule: MVTecLOCORegions, results: LocoResults, precision: str) -> None:
     import openvino as ov
 
     from anomalib_npgmf.deploy import openvino_config
@@ -133,7 +133,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
             msg = f"{path} does not exist"
             raise FileNotFoundError(msg)
     ensure_writable_folder(arguments.output, "--output")
-    datamodule = MVTecLOCO(
+    datamodule = MVTecLOCORegions(
         root=arguments.root,
         category=arguments.category,
         eval_batch_size=arguments.batch_size,

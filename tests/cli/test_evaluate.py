@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     from anomalib.engine import Engine
 
     from anomalib_npgmf import Npgmf
-    from anomalib_npgmf.data import MVTecLOCO, generate_demo_dataset
+    from anomalib_npgmf.data import MVTecLOCORegions, generate_demo_dataset
 
     root = tmp_path_factory.mktemp("eval_data")
     generate_demo_dataset(root, "demo_box", n_train=16, n_val=6, n_test_good=6, n_test_per_defect=2)
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     engine = Engine(
         max_epochs=1, accelerator="cpu", devices=1, default_root_dir=tmp_path_factory.mktemp("run"), logger=False
     )
-    datamodule = MVTecLOCO(root=root, category="demo_box", num_workers=0, train_batch_size=8, eval_batch_size=8)
+    datamodule = MVTecLOCORegions(root=root, category="demo_box", num_workers=0, train_batch_size=8, eval_batch_size=8)
     engine.fit(model, datamodule=datamodule)
     exported = engine.export(model, export_type="openvino", export_root=tmp_path_factory.mktemp("export"))
     return root, engine.trainer.checkpoint_callback.best_model_path, exported
@@ -157,14 +157,16 @@ def test_evaluate_works_for_an_anomalib_model(trained, tmp_path):
     from anomalib.engine import Engine
     from anomalib.models import Padim
 
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
     root, _, _ = trained
     model = Padim(backbone="resnet18", pre_trained=False, pre_processor=Padim.configure_pre_processor((64, 64)))
     engine = Engine(max_epochs=1, accelerator="cpu", devices=1, default_root_dir=tmp_path / "run", logger=False)
     engine.fit(
         model,
-        datamodule=MVTecLOCO(root=root, category="demo_box", num_workers=0, train_batch_size=8, eval_batch_size=8),
+        datamodule=MVTecLOCORegions(
+            root=root, category="demo_box", num_workers=0, train_batch_size=8, eval_batch_size=8
+        ),
     )
     checkpoint = engine.trainer.checkpoint_callback.best_model_path
     assert (

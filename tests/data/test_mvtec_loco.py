@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_npgmf.data import MVTecLOCO, anomaly_type_of, generate_demo_dataset, load_defect_regions
+from anomalib_npgmf.data import MVTecLOCORegions, anomaly_type_of, generate_demo_dataset, load_defect_regions
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_anomalib_datamodule_still_crashes_on_pandas_3(root):
 
 
 def test_our_datamodule_loads_every_split(root):
-    datamodule = MVTecLOCO(root=root, category="demo_box", num_workers=0, eval_batch_size=4, train_batch_size=3)
+    datamodule = MVTecLOCORegions(root=root, category="demo_box", num_workers=0, eval_batch_size=4, train_batch_size=3)
     datamodule.setup()
     assert (len(datamodule.train_data), len(datamodule.val_data), len(datamodule.test_data)) == (6, 2, 11)
     batch = next(iter(datamodule.train_dataloader()))
@@ -76,7 +76,7 @@ def test_anomaly_types_and_regions(root):
 
 def test_missing_folders_and_bad_ground_truth_are_named(root, tmp_path):
     with pytest.raises(FileNotFoundError, match="category folder"):
-        MVTecLOCO(root=root, category="nope", num_workers=0).setup()
+        MVTecLOCORegions(root=root, category="nope", num_workers=0).setup()
     copy = tmp_path / "copy"
     shutil.copytree(root / "demo_box", copy / "demo_box")
     image = copy / "demo_box/test/logical_anomalies/000.png"
@@ -92,18 +92,18 @@ def test_missing_folders_and_bad_ground_truth_are_named(root, tmp_path):
         load_defect_regions(image)
     shutil.rmtree(copy / "demo_box/ground_truth/logical_anomalies/000")
     with pytest.raises(FileNotFoundError, match="no ground-truth masks"):
-        MVTecLOCO(root=copy, category="demo_box", num_workers=0).setup()
+        MVTecLOCORegions(root=copy, category="demo_box", num_workers=0).setup()
     for png in (copy / "demo_box/train/good").glob("*.png"):
         png.unlink()
     shutil.rmtree(copy / "demo_box/test")
     with pytest.raises(FileNotFoundError, match="training folder"):
-        MVTecLOCO(root=copy, category="demo_box", num_workers=0).setup()
+        MVTecLOCORegions(root=copy, category="demo_box", num_workers=0).setup()
 
 
 def test_batches_are_anomalib_image_batches_and_validation_is_normal_only(root):
     from anomalib.data import ImageBatch
 
-    datamodule = MVTecLOCO(root=root, category="demo_box", num_workers=0, eval_batch_size=11)
+    datamodule = MVTecLOCORegions(root=root, category="demo_box", num_workers=0, eval_batch_size=11)
     datamodule.setup()
     batch = next(iter(datamodule.test_dataloader()))
     assert isinstance(batch, ImageBatch)
@@ -150,7 +150,7 @@ def test_saturation_areas_relative_and_absolute_by_hand(tmp_path):
     ]
     assert regions[0].mask.dtype == bool
     assert regions[0].mask.shape == (10, 10)
-    datamodule = MVTecLOCO(root=tmp_path, category="cat", num_workers=0)
+    datamodule = MVTecLOCORegions(root=tmp_path, category="cat", num_workers=0)
     datamodule.setup()
     (item,) = [datamodule.test_data[i] for i in range(2) if int(datamodule.test_data[i].gt_label) == 1]
     assert int(item.gt_mask.sum()) == 12 + 16 + 4
@@ -195,7 +195,7 @@ def test_defects_config_that_is_no_list_or_no_json(tmp_path):
 def test_a_mask_of_another_size_is_named_when_loading_items(tmp_path):
     config = [{"defect_name": "x", "pixel_value": 7, "saturation_threshold": 1.0, "relative_saturation": True}]
     image = _hand_made_category(tmp_path / "cat", config, [np.full((12, 10), 7)])
-    datamodule = MVTecLOCO(root=tmp_path, category="cat", num_workers=0)
+    datamodule = MVTecLOCORegions(root=tmp_path, category="cat", num_workers=0)
     datamodule.setup()
     index = next(i for i in range(len(datamodule.test_data)) if "logical" in datamodule.test_data.samples.image_path[i])
     with pytest.raises(ValueError, match=r"mask .*000/000\.png is 10x12, its image .*000\.png is 10x10"):
@@ -206,24 +206,24 @@ def test_a_mask_of_another_size_is_named_when_loading_items(tmp_path):
 
 def test_missing_root_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="root folder"):
-        MVTecLOCO(root=tmp_path / "nowhere", category="demo_box", num_workers=0).setup()
+        MVTecLOCORegions(root=tmp_path / "nowhere", category="demo_box", num_workers=0).setup()
     (tmp_path / "breakfast_box").mkdir()
     with pytest.raises(FileNotFoundError, match="categories found there: breakfast_box"):
-        MVTecLOCO(root=tmp_path, category="pushpins", num_workers=0).setup()
+        MVTecLOCORegions(root=tmp_path, category="pushpins", num_workers=0).setup()
 
 
 def test_usable_from_the_anomalib_cli_parser(root):
-    """``--data anomalib_npgmf.data.MVTecLOCO --data.root ... --data.category ...`` as anomalib's CLI resolves it."""
+    """``--data anomalib_npgmf.data.MVTecLOCORegions --data.root ... --data.category ...``: anomalib's CLI reads it."""
     from anomalib.data import AnomalibDataModule
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser()
     parser.add_subclass_arguments(AnomalibDataModule, "data")
     config = parser.parse_args(
-        ["--data", "anomalib_npgmf.data.MVTecLOCO", "--data.root", str(root), "--data.category", "demo_box"]
+        ["--data", "anomalib_npgmf.data.MVTecLOCORegions", "--data.root", str(root), "--data.category", "demo_box"]
     )
     datamodule = parser.instantiate_classes(config).data
-    assert isinstance(datamodule, MVTecLOCO)
+    assert isinstance(datamodule, MVTecLOCORegions)
     datamodule.num_workers = 0
     datamodule.setup()
     assert len(datamodule.test_data) == 11

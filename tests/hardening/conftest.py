@@ -48,9 +48,9 @@ def tiny_model(name: str, **overrides: Any) -> Any:
 
 def tiny_datamodule(root: Path, category: str = CATEGORY, batch_size: int = 4) -> Any:
     """LOCO datamodule without worker processes (the CI machine has 2 cores)."""
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
-    return MVTecLOCO(
+    return MVTecLOCORegions(
         root=root, category=category, train_batch_size=batch_size, eval_batch_size=batch_size, num_workers=0
     )
 

@@ -66,7 +66,7 @@ def _cli_fit(root: Path, output: Path) -> dict[str, torch.Tensor]:
     command += [
         f"--model.{key}={list(value) if isinstance(value, tuple) else value}" for key, value in TINY_NPGMF.items()
     ]
-    command += ["--data", "anomalib_npgmf.data.MVTecLOCO", "--data.root", str(root), "--data.category", CATEGORY]
+    command += ["--data", "anomalib_npgmf.data.MVTecLOCORegions", "--data.root", str(root), "--data.category", CATEGORY]
     command += ["--data.num_workers", "0", "--data.train_batch_size", "4", "--trainer.max_epochs", "1"]
     command += [
         "--trainer.logger",

@@ -122,7 +122,7 @@ def test_anomalib_cli_exits_non_zero_naming_a_corrupt_training_image(dataset_cop
     command += [
         f"--model.{key}={list(value) if isinstance(value, tuple) else value}" for key, value in TINY_NPGMF.items()
     ]
-    command += ["--data", "anomalib_npgmf.data.MVTecLOCO", "--data.root", str(root), "--data.category", CATEGORY]
+    command += ["--data", "anomalib_npgmf.data.MVTecLOCORegions", "--data.root", str(root), "--data.category", CATEGORY]
     command += ["--data.num_workers", "0", "--data.train_batch_size", "4", "--trainer.max_epochs", "1"]
     command += ["--default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false"]
     # anomalib's CLI installs rich tracebacks (wrapped at the terminal width): its last line is our message.

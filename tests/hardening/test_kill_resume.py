@@ -26,7 +26,7 @@ def _fit_command(root: Path, output: Path, ckpt_path: Path | None = None) -> lis
     command += [
         f"--model.{key}={list(value) if isinstance(value, tuple) else value}" for key, value in TINY_NPGMF.items()
     ]
-    command += ["--data", "anomalib_npgmf.data.MVTecLOCO", "--data.root", str(root), "--data.category", CATEGORY]
+    command += ["--data", "anomalib_npgmf.data.MVTecLOCORegions", "--data.root", str(root), "--data.category", CATEGORY]
     command += ["--data.num_workers", "0", "--data.train_batch_size", "4", "--data.eval_batch_size", "4"]
     command += ["--trainer.max_epochs", str(MAX_EPOCHS), "--trainer.logger", "false", "--seed_everything", "0"]
     command += ["--trainer.enable_progress_bar", "false", "--default_root_dir", str(output)]

@@ -34,7 +34,7 @@ def test_unicode_category_trains_tests_reports_and_reloads(dataset_copy, tmp_pat
 
 def test_misspelt_model_name_on_anomalib_cli_exits_2_naming_it(pristine_dataset, tmp_path):
     anomalib = str(Path(sys.executable).parent / "anomalib")
-    command = [anomalib, "fit", "--model", "Npgmff", "--data", "anomalib_npgmf.data.MVTecLOCO"]
+    command = [anomalib, "fit", "--model", "Npgmff", "--data", "anomalib_npgmf.data.MVTecLOCORegions"]
     command += ["--data.root", str(pristine_dataset), "--default_root_dir", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=subprocess_environment())
     assert result.returncode == 2

@@ -14,7 +14,7 @@ from lightning.pytorch import Trainer, seed_everything
 from torch.utils.data import DataLoader, Subset
 
 from anomalib_npgmf import InpFormerPlusPlus, Npgmf
-from anomalib_npgmf.data import MVTecLOCO
+from anomalib_npgmf.data import MVTecLOCORegions
 
 
 def _inp_former_pp_tiny_settings() -> dict:
@@ -69,7 +69,7 @@ def main() -> None:
     arguments = parser.parse_args()
     seed_everything(0, workers=True)
     torch.set_num_threads(1)
-    datamodule = MVTecLOCO(root=arguments.root, category=arguments.category, num_workers=0)
+    datamodule = MVTecLOCORegions(root=arguments.root, category=arguments.category, num_workers=0)
     datamodule.setup()
     per_rank = 8 // arguments.devices
     train = _loader(datamodule.train_data, per_rank, arguments.devices)

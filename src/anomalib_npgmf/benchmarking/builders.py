@@ -103,9 +103,9 @@ SMALL_DATA: dict[str, int] = {"n_train": 12, "n_val": 4, "n_test_good": 4, "n_te
 
 def loco_datamodule(root: Any, category: str, train_batch_size: int = 8) -> Any:
     """A LOCO-layout category without worker processes (2-core machine) or the LOCO report (benchmarks score it)."""
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
-    return MVTecLOCO(
+    return MVTecLOCORegions(
         root=root,
         category=category,
         train_batch_size=train_batch_size,

@@ -2,8 +2,8 @@
 a multi-category datamodule for unified (one model, many categories) and few-shot training.
 
 Names are loaded on first access: ``anomalib-npgmf generate`` needs only numpy/OpenCV, and importing the datamodules
-pulls in anomalib, torch and lightning (~10 s on a cold start). ``from anomalib_npgmf.data import MVTecLOCO`` and the
-CLI's ``--data anomalib_npgmf.data.MVTecLOCO`` work as with eager imports.
+pulls in anomalib, torch and lightning (~10 s on a cold start). ``from anomalib_npgmf.data import MVTecLOCORegions``
+and the CLI's ``--data anomalib_npgmf.data.MVTecLOCORegions`` work as with eager imports.
 """
 
 from importlib import import_module
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 _LAZY_EXPORTS = {
     "DefectRegion": ".mvtec_loco",
-    "MVTecLOCO": ".mvtec_loco",
-    "MVTecLOCODataset": ".mvtec_loco",
+    "MVTecLOCORegions": ".mvtec_loco",
+    "MVTecLOCORegionsDataset": ".mvtec_loco",
     "anomaly_type_of": ".mvtec_loco",
     "load_defect_regions": ".mvtec_loco",
     "MultiCategory": ".multi_category",
@@ -23,8 +23,8 @@ _LAZY_EXPORTS = {
 
 __all__ = [
     "DefectRegion",
-    "MVTecLOCO",
-    "MVTecLOCODataset",
+    "MVTecLOCORegions",
+    "MVTecLOCORegionsDataset",
     "MultiCategory",
     "MultiCategoryDataset",
     "anomaly_type_of",
@@ -35,7 +35,13 @@ __all__ = [
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .multi_category import MultiCategory, MultiCategoryDataset
-    from .mvtec_loco import DefectRegion, MVTecLOCO, MVTecLOCODataset, anomaly_type_of, load_defect_regions
+    from .mvtec_loco import (
+        DefectRegion,
+        MVTecLOCORegions,
+        MVTecLOCORegionsDataset,
+        anomaly_type_of,
+        load_defect_regions,
+    )
     from .synthetic import generate_demo_dataset, main_generate
 
 

@@ -101,7 +101,7 @@ def make_loco_samples(category_root: Path, split: str | Split | None = None) -> 
     return samples
 
 
-class MVTecLOCODataset(AnomalibMVTecLOCODataset):
+class MVTecLOCORegionsDataset(AnomalibMVTecLOCODataset):
     """anomalib's LOCO dataset with a pandas-3-safe sample table (items unchanged: anomalib ``ImageItem``)."""
 
     def __init__(
@@ -133,8 +133,11 @@ class MVTecLOCODataset(AnomalibMVTecLOCODataset):
         return load_defect_regions(self.samples.iloc[index].image_path, self.root_category)
 
 
-class MVTecLOCO(AnomalibMVTecLOCO):
+class MVTecLOCORegions(AnomalibMVTecLOCO):
     """anomalib's ``MVTecLOCO`` datamodule (same arguments), working on pandas 2 and 3.
+
+    Named apart from anomalib's class on purpose: jsonargparse resolves ``--data MVTecLOCO`` over every imported
+    subclass, so a second class of that name would break anomalib's own short name for every user.
 
     Validation holds LOCO's normal-only ``validation`` split, as in anomalib: thresholds fitted on it (anomalib's
     F1-adaptive default) are not meaningful; use AUROC / AU-sPRO (see the README, "Thresholds").
@@ -198,9 +201,9 @@ class MVTecLOCO(AnomalibMVTecLOCO):
             trainer.callbacks.append(LocoReportCallback(self.fpr_limit))
 
     def _setup(self, _stage: str | None = None) -> None:
-        self.train_data = MVTecLOCODataset(split=Split.TRAIN, root=self.root, category=self.category)
-        self.val_data = MVTecLOCODataset(split=Split.VAL, root=self.root, category=self.category)
-        self.test_data = MVTecLOCODataset(split=Split.TEST, root=self.root, category=self.category)
+        self.train_data = MVTecLOCORegionsDataset(split=Split.TRAIN, root=self.root, category=self.category)
+        self.val_data = MVTecLOCORegionsDataset(split=Split.VAL, root=self.root, category=self.category)
+        self.test_data = MVTecLOCORegionsDataset(split=Split.TEST, root=self.root, category=self.category)
 
 
 @lru_cache(maxsize=64)

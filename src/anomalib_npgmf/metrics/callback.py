@@ -1,9 +1,9 @@
 """Print and save the LOCO table at the end of ``anomalib test``, for any anomalib model.
 
-Our ``MVTecLOCO`` datamodule attaches this callback when a test starts (``loco_report=True``), so
-``anomalib test --model Patchcore --data anomalib_npgmf.data.MVTecLOCO ...`` prints the logical / structural table
-and writes ``loco_report.{json,csv,md}`` into the run folder (``trainer.default_root_dir``, where anomalib also puts
-the run's ``images/`` and ``weights/``).
+Our ``MVTecLOCORegions`` datamodule attaches this callback when a test starts (``loco_report=True``), so
+``anomalib test --model Patchcore --data anomalib_npgmf.data.MVTecLOCORegions ...`` prints the logical / structural
+table and writes ``loco_report.{json,csv,md}`` into the run folder (``trainer.default_root_dir``, where anomalib also
+puts the run's ``images/`` and ``weights/``).
 """
 
 import logging

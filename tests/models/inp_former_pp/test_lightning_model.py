@@ -46,11 +46,11 @@ def trained(generated_categories: Path, tmp_path_factory: pytest.TempPathFactory
     """1 epoch on one generated category (random-init tiny ViT, 56 px), then anomalib test."""
     from anomalib.engine import Engine
 
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
     torch.manual_seed(0)
     model = InpFormerPlusPlus(**{**TINY_MODEL, "warmup_steps": 2})
-    datamodule = MVTecLOCO(
+    datamodule = MVTecLOCORegions(
         root=generated_categories, category="demo_box", train_batch_size=4, eval_batch_size=8, num_workers=0
     )
     recorder = LearningRateRecorder()
@@ -171,9 +171,9 @@ def test_nan_images_are_refused_naming_them(tiny_kwargs):
 
 def test_zero_shot_scores_a_category_the_model_never_saw(trained, generated_categories):
     """Trained on demo_box only; INPs come from each test image, so demo_pins can be scored as it is."""
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
-    unseen = MVTecLOCO(
+    unseen = MVTecLOCORegions(
         root=generated_categories, category="demo_pins", eval_batch_size=8, num_workers=0, loco_report=False
     )
     metrics = trained.engine.test(trained.model, datamodule=unseen)[0]
@@ -199,7 +199,7 @@ def test_documented_zero_shot_command_runs_in_a_new_process(trained, generated_c
         "anomalib_npgmf.models.inp_former_pp.InpFormerPlusPlus",
         *model_arguments,
         "--data",
-        "anomalib_npgmf.data.MVTecLOCO",
+        "anomalib_npgmf.data.MVTecLOCORegions",
         f"--data.root={generated_categories}",
         "--data.category=demo_pins",
         "--data.num_workers=0",

@@ -41,9 +41,9 @@ class TrainedRun:
 
 def tiny_datamodule(root: Path, category: str) -> object:
     """Small batches, no worker processes (CI has 2 cores)."""
-    from anomalib_npgmf.data import MVTecLOCO
+    from anomalib_npgmf.data import MVTecLOCORegions
 
-    return MVTecLOCO(root=root, category=category, train_batch_size=8, eval_batch_size=8, num_workers=0)
+    return MVTecLOCORegions(root=root, category=category, train_batch_size=8, eval_batch_size=8, num_workers=0)
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,7 @@ def test_anomalib_cli_test_from_checkpoint_in_a_new_process(trained_npgmf, tiny_
             for key, value in tiny_npgmf_kwargs.items()
         ],
         "--data",
-        "anomalib_npgmf.data.MVTecLOCO",
+        "anomalib_npgmf.data.MVTecLOCORegions",
         "--data.root",
         str(trained_npgmf.dataset_root),
         "--data.category",

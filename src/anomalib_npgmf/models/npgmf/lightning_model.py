@@ -6,9 +6,9 @@ Normality-Prior Guided Multi-semantic Fusion (arXiv 2506.18544), reconstructed w
 Example:
     >>> from anomalib.engine import Engine
     >>> from anomalib_npgmf import Npgmf
-    >>> from anomalib_npgmf.data import MVTecLOCO
+    >>> from anomalib_npgmf.data import MVTecLOCORegions
     >>> model = Npgmf(backbone="resnet18", pre_trained=False, clip_model="ViT-B-32", image_size=(128, 128))
-    >>> Engine(max_epochs=2).train(model, datamodule=MVTecLOCO(root="datasets/demo", category="demo_box"))
+    >>> Engine(max_epochs=2).train(model, datamodule=MVTecLOCORegions(root="datasets/demo", category="demo_box"))
 """
 
 import logging

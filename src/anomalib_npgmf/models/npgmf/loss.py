@@ -12,8 +12,11 @@ def cosine_distance_map(teacher: torch.Tensor, student: torch.Tensor) -> torch.T
     return 1.0 - F.cosine_similarity(teacher, student, dim=1)
 
 
-class ReverseDistillationLoss(nn.Module):
+class PixelCosineDistillationLoss(nn.Module):
     """Mean over levels and pixels of ``1 - cos(f_E, f_D)``.
+
+    Not named ``ReverseDistillationLoss``: anomalib has a class of that name, and the start-up hook imports this
+    module into every anomalib process (no class of ours may share a name with one of anomalib's).
 
     [ours] Per-pixel rather than RD's flattened-map cosine: the same quantity the anomaly map is made of, and a mean
     over pixels and images, so DDP's gradient averaging reproduces the single-process gradient exactly.
@@ -33,7 +36,7 @@ class NpgmfLoss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.distillation = ReverseDistillationLoss()
+        self.distillation = PixelCosineDistillationLoss()
 
     def forward(self, outputs: dict[str, list[torch.Tensor] | torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return the total and its parts (for logging)."""
