@@ -235,7 +235,10 @@ def test_pins_scene_has_its_own_defects(tmp_path):
         ({"category": ".hidden"}, "category"),
         ({"layout": "folder"}, "layout"),
         ({"seed": 1.5}, "seed"),
-        ({"image_size": 2048}, "image_size"),
+        ({"image_size": 4096}, "image_size"),
+        ({"image_size": (1600, 32)}, "image_size"),
+        ({"defects": ["scratch", "nope"]}, "defects"),
+        ({"structural_regions": 0}, "structural_regions"),
     ],
 )
 def test_bad_parameters_are_named(tmp_path, kwargs, match):
@@ -271,3 +274,85 @@ def test_cli_layout_and_scene_flags(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test/empty_cell" in out
     assert (tmp_path / "p/ground_truth/double_pin/000_mask.png").is_file()
+
+
+TINY = {"n_train": 2, "n_val": 1, "n_test_good": 1, "n_test_per_defect": 1}
+
+
+def test_loco_at_real_sizes_with_several_masks_per_image(tmp_path):
+    from anomalib_npgmf.data import load_defect_regions
+
+    for size in ((1600, 1100), (800, 1600)):
+        folder = generate_demo_dataset(
+            tmp_path / f"{size[0]}",
+            "screw_bag",
+            image_size=size,
+            defects=["missing_circle", "scratch"],
+            structural_regions=2,
+            **TINY,
+        )
+        images = sorted(folder.rglob("*.png"))
+        assert {Image.open(p).size for p in images if "ground_truth" not in p.parts} == {size}
+        masks = sorted((folder / "ground_truth/structural_anomalies/000").glob("*.png"))
+        assert [p.name for p in masks] == ["000.png", "001.png"]
+        regions = load_defect_regions(folder / "test/structural_anomalies/000.png")
+        assert len(regions) == 2
+        assert all(r.mask.shape == size[::-1] and r.defect_name == "scratch" for r in regions)
+        assert not np.array_equal(regions[0].mask, regions[1].mask)
+        assert len(list((folder / "test/logical_anomalies").glob("*.png"))) == 1
+        assert json.loads((folder / "generation.json").read_text())["image_size"] == list(size)
+    config = {e["defect_name"]: e for e in json.loads((folder / "defects_config.json").read_text())}
+    assert config["missing_circle"]["saturation_threshold"] == round(300 * 800 * 1600 / 128**2)
+
+
+def test_older_parameters_keep_their_record_and_bytes(tmp_path):
+    """Square sizes and the default options write the record (and draw the images) as before."""
+    folder = generate_demo_dataset(tmp_path / "a", "c", image_size=(96, 96), seed=4, **TINY)
+    record = json.loads((folder / "generation.json").read_text())
+    assert record["image_size"] == 96
+    assert not {"defects", "structural_regions", "layout"} & set(record)
+    again = generate_demo_dataset(tmp_path / "b", "c", image_size=96, seed=4, **TINY)
+    assert _digest(folder) == _digest(again)
+
+
+def test_mvtec_ad_at_real_sizes(tmp_path):
+    for side in (1024, 700):
+        folder = generate_demo_dataset(
+            tmp_path / str(side), "bottle", image_size=side, layout="mvtec_ad", defects=["scratch"], **TINY
+        )
+        assert sorted(p.name for p in (folder / "test").iterdir()) == ["good", "scratch"]
+        mask = Image.open(folder / "ground_truth/scratch/000_mask.png")
+        assert mask.size == Image.open(folder / "test/scratch/000.png").size == (side, side)
+
+
+def test_visa_layout_reads_with_anomalibs_visa_datamodule(tmp_path):
+    from anomalib.data import Visa
+
+    root = tmp_path / "visa"
+    folder = generate_demo_dataset(
+        root / "visa_pytorch",
+        "candle",
+        image_size=(1284, 1168),
+        layout="visa",
+        defects=["extra_circle", "contamination"],
+        n_train=3,
+        n_val=1,
+        n_test_good=2,
+        n_test_per_defect=2,
+    )
+    assert sorted(p.name for p in (folder / "train/good").iterdir()) == ["0000.JPG", "0001.JPG", "0002.JPG"]
+    assert sorted(p.name for p in (folder / "test/good").iterdir()) == ["0003.JPG", "0004.JPG"]
+    assert sorted(p.name for p in (folder / "test/bad").iterdir()) == [f"00{i}.JPG" for i in range(4)]
+    mask = np.asarray(Image.open(folder / "ground_truth/bad/003.png"))
+    assert mask.shape == (1168, 1284, 3)
+    assert set(np.unique(mask)) == {0, 255}
+    assert json.loads((folder / "defect_types.json").read_text())["test/bad/003"] == "contamination"
+    datamodule = Visa(root=root, category="candle", num_workers=0)
+    datamodule.prepare_data()  # finds visa_pytorch/candle: no download
+    datamodule.setup()
+    assert len(datamodule.train_data) == 3
+    test = datamodule.test_data.samples
+    assert sorted(test.label_index.tolist()) == [0, 0, 1, 1, 1, 1]
+    item = datamodule.test_data[int(test.index[test.label_index == 1][0])]
+    assert item.gt_mask.shape[-2:] == (1168, 1284)
+    assert bool(item.gt_mask.any())

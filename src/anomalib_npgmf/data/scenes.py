@@ -5,7 +5,9 @@ off one fixed position: a per-position model (PaDiM) cannot solve the logical an
 (DESIGN.md §7). The rules mix local ones (a wrong colour, a part on the wrong side) with global ones (one part missing
 or extra among several, a bar too short).
 
-Every drawing is done at 4x the output size and downsampled (anti-aliased edges), with numpy and OpenCV only.
+Every drawing is done at 4x the output size and downsampled (anti-aliased edges), with numpy and OpenCV only. The
+scene frame is square; other aspect ratios (MVTec LOCO's 1600x1100 or 800x1600) stretch it, and images larger than
+:data:`MAX_DRAW_SIDE` are drawn at that side and resized, which keeps a 1600 px image as cheap as a 1024 px one.
 """
 
 from collections.abc import Callable
@@ -16,6 +18,8 @@ import numpy as np
 
 SUPERSAMPLE = 4
 BASE = 128  # scene coordinates are in a 128x128 frame, scaled to the requested size
+MAX_DRAW_SIDE = 1024  # a 1024 px drawing is a 4096 px float canvas (~200 MB): larger images are resized from it
+Size = int | tuple[int, int]  # a square side, or (width, height)
 
 
 @dataclass
@@ -257,16 +261,34 @@ class Scene:
 SCENES: dict[str, Scene] = {"box": Scene(draw_box, BOX_DEFECTS), "pins": Scene(draw_pins, PINS_DEFECTS)}
 
 
-def render(scene: str, size: int, rng: np.random.Generator, defect: str | None) -> tuple[np.ndarray, list[Region]]:
-    """Draw one image (uint8 RGB, ``size`` x ``size``) and its defect regions (bool masks at ``size``)."""
-    canvas = Canvas(size)
+def width_height(size: Size) -> tuple[int, int]:
+    """(width, height) of a square side or a (width, height) pair."""
+    if isinstance(size, int):
+        return size, size
+    width, height = size
+    return int(width), int(height)
+
+
+def render(
+    scene: str, size: Size, rng: np.random.Generator, defect: str | None, structural_regions: int = 1
+) -> tuple[np.ndarray, list[Region]]:
+    """Draw one image (uint8 RGB, ``size`` = side or (width, height)) and its defect regions (bool masks, same size).
+
+    ``structural_regions`` > 1 draws that many separate scratches or contaminations (one region each), as real LOCO
+    images with several ground-truth files; 1 keeps the random stream of earlier versions (same bytes).
+    """
+    width, height = width_height(size)
+    canvas = Canvas(min(max(width, height), MAX_DRAW_SIDE))
     regions = SCENES[scene].draw(canvas, rng, defect)
-    image = cv2.resize(canvas.image, (size, size), interpolation=cv2.INTER_AREA)
+    for _ in range(structural_regions - 1):
+        regions.extend(_structural(canvas, rng, defect))
+    size = (width, height)
+    image = cv2.resize(canvas.image, size, interpolation=cv2.INTER_AREA)
     image += float(rng.normal(0, 5))  # lighting
     image += rng.normal(0, 2.0, image.shape).astype(np.float32)  # sensor noise
     image = np.clip(image, 0, 255).astype(np.uint8)
     small = [
-        Region(r.defect, cv2.resize(r.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0)
+        Region(r.defect, cv2.resize(r.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
         for r in regions
     ]
     return image, [r for r in small if r.mask.any()]
