@@ -3,9 +3,12 @@
 Run by the models' ``test_ddp.py`` as a script, because Lightning's DDP launcher starts the other rank by re-running it.
 Single process: batches of 8 in dataset order. DDP: 2 ranks x 4, rank r taking images r, r+2, ... (Lightning's own
 DistributedSampler would shuffle), so every optimisation step sees the same 8 images in both set-ups.
+``--precision 64-true`` trains in float64 (what the tests compare, see ``tests/models/conftest.py``);
+``--local-reduction MODULE`` plants a DDP bug (that module's ``all_reduce_sum`` does nothing) to show the check sees it.
 """
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 
@@ -44,6 +47,27 @@ TINY_INP_FORMER_PP = {**_inp_former_pp_tiny_settings(), "warmup_steps": 1, "visu
 MODELS = {"npgmf": (Npgmf, TINY_NPGMF), "inp_former_pp": (InpFormerPlusPlus, TINY_INP_FORMER_PP)}
 
 
+def _cast_inputs(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast floating-point inputs of every submodule to ``dtype``.
+
+    anomalib's batch validators keep ``batch.image`` float32 whatever Lightning's precision, and the models feed
+    images to several submodules (the encoder directly when fitting the priors), so the cast sits on each of them.
+    """
+
+    def cast(_: torch.nn.Module, inputs: tuple) -> tuple:
+        return tuple(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs)
+
+    for submodule in module.modules():
+        submodule.register_forward_pre_hook(cast)
+
+
+def _break_all_reduce(module_name: str) -> None:
+    """Replace ``module_name.all_reduce_sum`` by the identity, in this rank (Lightning re-runs the script per rank)."""
+    module = importlib.import_module(module_name)
+    assert hasattr(module, "all_reduce_sum"), f"{module_name} has no all_reduce_sum to break"
+    module.all_reduce_sum = lambda tensor: tensor
+
+
 def _loader(dataset, batch_size: int, devices: int) -> DataLoader:
     """Rank r of w reads images r, r+w, r+2w, ... in order.
 
@@ -66,7 +90,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", choices=sorted(MODELS), default="npgmf")
     parser.add_argument("--category", default="demo_box")
+    parser.add_argument("--precision", choices=["32-true", "64-true"], default="32-true")
+    parser.add_argument(
+        "--local-reduction",
+        metavar="MODULE",
+        help="deliberate DDP bug for the tests: MODULE's all_reduce_sum becomes a no-op (each rank keeps its own sum)",
+    )
     arguments = parser.parse_args()
+    if arguments.local_reduction:
+        _break_all_reduce(arguments.local_reduction)
     seed_everything(0, workers=True)
     torch.set_num_threads(1)
     datamodule = MVTecLOCORegions(root=arguments.root, category=arguments.category, num_workers=0)
@@ -76,6 +108,8 @@ def main() -> None:
     val = _loader(datamodule.val_data, per_rank, arguments.devices)
     model_class, kwargs = MODELS[arguments.model]
     model = model_class(**kwargs)
+    if arguments.precision == "64-true":
+        _cast_inputs(model.model, torch.float64)
     trainer = Trainer(
         accelerator="cpu",
         devices=arguments.devices,
@@ -86,6 +120,7 @@ def main() -> None:
         enable_progress_bar=False,
         num_sanity_val_steps=0,
         deterministic=True,
+        precision=arguments.precision,
         use_distributed_sampler=False,
         callbacks=model.configure_callbacks(),
     )
