@@ -25,7 +25,7 @@ from .layouts import LAYOUTS, defects_of, expected_counts, image_suffix, metadat
 from .scenes import SCENES
 
 GENERATOR_VERSION = 1
-MAX_IMAGE_SIZE = 2048  # per side; drawn at most at 1024 px (see scenes.MAX_DRAW_SIDE) and resized
+MAX_IMAGE_SIZE = 2048  # per side; drawn at most at 512 px (see scenes.MAX_DRAW_SIDE) and resized
 MAX_STRUCTURAL_REGIONS = 4
 
 
