@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.models import get_model, list_models
 
@@ -71,8 +72,16 @@ def test_train_from_checkpoint(project):
 
 
 def test_validate_from_checkpoint(project):
+    """``validate --ckpt_path`` runs on the checkpoint's weights, not the fresh model's (anomalib logs no validation
+    metric by default: the result is one empty dict per dataloader)."""
     model, datamodule, engine = project.objects()
-    engine.validate(model=model, datamodule=datamodule, ckpt_path=project.checkpoint)
+    saved = torch.load(project.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    trained = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    assert any(not torch.equal(model.state_dict()[name], saved[name]) for name in trained)  # fresh != trained
+    results = engine.validate(model=model, datamodule=datamodule, ckpt_path=project.checkpoint)
+    assert len(results) == 1, results
+    state = model.state_dict()  # validation fits statistics (buffers); the trained parameters must be the saved ones
+    assert all(torch.equal(state[name], saved[name]) for name in trained)
 
 
 def test_predict_from_checkpoint(project):

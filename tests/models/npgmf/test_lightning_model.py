@@ -48,6 +48,12 @@ def test_eval_scores_are_finite_and_ordered_like_maps(trained_npgmf):
         result = model(images)
     assert torch.isfinite(result.pred_score).all()
     assert result.anomaly_map.shape[-2:] == (64, 64)
+    # image score = max of the fused map, through anomalib's monotone post-processing: ranking by score must not
+    # contradict ranking by map maximum (ties allowed: the post-processor clips)
+    maxima = result.anomaly_map.flatten(1).amax(dim=1)
+    assert maxima.unique().numel() > 1
+    scores_by_map_maximum = result.pred_score.reshape(-1)[torch.argsort(maxima)]
+    assert (scores_by_map_maximum.diff() >= 0).all(), (maxima, result.pred_score)
 
 
 def test_checkpoint_reloads_with_weights_only_and_gives_the_same_scores(trained_npgmf):
