@@ -49,6 +49,7 @@ def test_tiny_run_measures_every_runtime_and_a_failing_model_gets_rows(tmp_path,
         assert 0.0 <= float(row["image_auroc"]) <= 1.0
         assert math.isfinite(float(row["auroc_change"])) and _positive(row["speedup_b1"])
         assert row["threads"] == ("torch" if runtime == "torch" else "OV") + " 1"
+    # a runtime divided by itself: 1 up to one float64 rounding
     assert float(npgmf["torch"]["speedup_b1"]) == pytest.approx(1.0)
     assert float(npgmf["torch"]["auroc_change"]) == 0.0
     # INT8 really is quantised: Npgmf quantises its frozen resnet18 encoder (about 60 % of the FP32 file; the
@@ -86,6 +87,7 @@ def test_unknown_model_stops_with_the_valid_names(capsys):
 
 def test_percentile_matches_numpy_and_peak_rss_is_this_process():
     values = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
+    # numpy's linear interpolation, re-implemented in float64: a few roundings apart at most
     assert speed._percentile(values, 95) == pytest.approx(np.percentile(values, 95))
     assert speed._percentile(values, 50) == pytest.approx(np.median(values))
     before = speed.peak_rss_of_this_process_mb()

@@ -68,6 +68,7 @@ def test_anomaly_types_and_regions(root):
                 if entry["relative_saturation"]
                 else min(entry["saturation_threshold"], area)
             )
+            # threshold x pixel count in float64 on both sides: approx's default is plenty
             assert region.saturation_area == pytest.approx(expected)
         assert defect in {r.defect_name for r in regions}
     with pytest.raises(ValueError, match="label folder"):

@@ -57,6 +57,7 @@ def test_every_colour_mode_reads_as_rgb_in_unit_range(tmp_path, mode):
     assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     if mode in {"L", "LA", "I;16"}:  # grey: the same 8-bit grey values, whatever the depth
         gray = np.asarray(Image.fromarray(pixels).convert("L"), dtype=np.float32) / 255
+        # atol=1e-6 below: one float32 division of 8/16-bit values against numpy's (1 ulp at 1.0 = 6e-8)
         assert torch.allclose(image, torch.from_numpy(gray).expand(3, -1, -1), atol=1e-6)
     if mode in {"RGBA", "RGB16"}:  # alpha dropped; 16-bit RGB keeps its high byte
         assert torch.allclose(image, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, atol=1e-6)
@@ -197,6 +198,7 @@ def test_predict_openvino_scores_16bit_grey_like_its_8bit_twin(pristine_dataset,
     assert main(["predict-openvino", "--model", str(exported), "--input", str(images), "--output", str(output)]) == 0
     with (output / "predictions.csv").open() as stream:
         scores = {Path(row["image"]).name: float(row["pred_score"]) for row in csv.DictReader(stream)}
+    # v*257/65535 and v/255 are the same reals; their float32 roundings differ by <= 1 ulp (6e-8), <= ~100x in the score
     assert scores["gray16.png"] == pytest.approx(scores["gray8.png"], abs=1e-5)
     white = read_rgb_image(images / "gray16.png")
     assert float((white == 1).float().mean()) < 0.5  # not the clipped, all-white image

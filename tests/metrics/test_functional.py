@@ -46,6 +46,7 @@ def test_perfect_separation_scores_one():
     bad = np.zeros((4, 4))
     bad[0, 0] = bad[0, 1] = 1.0
     regions = [[], [(_mask((4, 4), (0, 0), (0, 1)), 2.0)]]
+    # approx() without a tolerance in this file: hand-computed float64 values; its rel 1e-6 dwarfs their rounding
     assert au_spro([good, bad], regions, fpr_limit=0.5) == pytest.approx(1.0)
 
 
@@ -128,6 +129,7 @@ def test_agrees_with_brute_force_on_random_data(seed):
         maps.append(anomaly_map)
         regions.append(image_regions)
     for limit in (0.05, 0.3, 1.0):
+        # two float64 implementations of one formula: summation order only (~1e-15 x regions); 1e-9 leaves 6 orders
         assert au_spro(maps, regions, limit) == pytest.approx(brute_force_au_spro(maps, regions, limit), abs=1e-9)
 
 
@@ -150,6 +152,7 @@ def test_rank_auroc_matches_sklearn_on_any_scale_with_ties():
     generator = np.random.default_rng(0)
     labels = generator.integers(0, 2, 200)
     scores = np.round(generator.normal(size=200) + labels, 1) * 1000.0  # large values, many ties
+    # AUROC is a ratio of pair counts: both sides are that ratio rounded once or twice in float64 (~1e-16)
     assert rank_auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert rank_auroc(torch.tensor([30.0, 31.0, 32.0]), torch.tensor([0, 0, 1])) == 1.0
     assert np.isnan(rank_auroc([1.0, 2.0], [0, 0]))

@@ -14,6 +14,7 @@ def test_table_has_one_auroc_per_category_and_their_mean():
     labels = torch.tensor([0, 0, 1, 1, 0, 1, 1, 1, 1])
     table = per_category_auroc(categories, scores, labels).set_index("category")
     # a: normal 0.9 vs anomalous 0.2, 0.3 -> 0 of 2 pairs ordered; b: pairs (0.35 > 0.1, 0.35 < 0.4, 0.8 > both) = 3/4
+    # approx() without a tolerance: AUROCs of a few hand-made scores, exact ratios of small integers
     assert table.loc["a", "image_AUROC"] == pytest.approx(0.0)
     assert table.loc["b", "image_AUROC"] == pytest.approx(0.75)
     assert math.isnan(table.loc["c", "image_AUROC"])  # no normal image: undefined, left out of the mean

@@ -41,11 +41,14 @@ def test_equals_exact_form_on_grid_values_and_is_close_otherwise(limit):
         maps, regions = _random_case(seed, coarse=True)
         metric = StreamingSPRO(fpr_limit=limit)
         metric.update(torch.from_numpy(np.stack(maps)), regions)
+        # on grid values both forms use the same thresholds: equal up to float64 summation order (~1e-15)
         assert float(metric.compute()) == pytest.approx(au_spro(maps, regions, limit), abs=1e-9)
         maps, regions = _random_case(seed, coarse=False)
         metric = StreamingSPRO(fpr_limit=limit)
         metric.update(torch.from_numpy(np.stack(maps)), regions)
-        assert float(metric.compute()) == pytest.approx(au_spro(maps, regions, limit), abs=2e-2)
+        # off the grid, values within one key bin (2**-9 relative) merge into one threshold. Seeded numpy data and
+        # integer keys: the same on every machine; measured worst 1.0e-3 over these cases, bound 5x that
+        assert float(metric.compute()) == pytest.approx(au_spro(maps, regions, limit), abs=5e-3)
 
 
 def test_states_are_sums_so_ranks_merge_exactly():
@@ -58,6 +61,7 @@ def test_states_are_sums_so_ranks_merge_exactly():
     first.good_histogram += second.good_histogram
     first.spro_sum += second.spro_sum
     first.region_count += second.region_count
+    # integer-valued histograms and float64 sums: merging ranks is exact up to float64 addition order
     assert float(first.compute()) == pytest.approx(float(whole.compute()), abs=1e-12)
 
 
@@ -88,6 +92,7 @@ def test_loco_metrics_in_anomalib_evaluator_match_the_exact_table(tmp_path):
     exact.add(paths, scores, maps)
     table = exact.table()
     for kind in ("logical", "structural"):
+        # same float64 computations through the Evaluator; 1e-6 only allows for the float32 maps/scores it is fed
         assert values[f"image_AUROC_{kind}"] == pytest.approx(table[kind]["image_AUROC"], abs=1e-6)
         assert values[f"AU-sPRO_{kind}"] == pytest.approx(table[kind]["AU-sPRO"], abs=1e-6)
 

@@ -77,6 +77,7 @@ def _test_images(generated_categories: Path, category: str = "demo_box", limit: 
 def test_lr_is_stepped_per_iteration_with_warmup_and_cosine(trained):
     assert trained.total_steps == 4  # 16 images, batch 4, 1 epoch
     expected = [warm_cosine_lr(step, 1e-3, 1e-4, 2, trained.total_steps) for step in range(trained.total_steps)]
+    # learning rates are Python floats from the same float64 formula: equal to ~1e-19 at lr ~ 1e-3
     assert trained.rates == pytest.approx(expected, abs=1e-12)
     # by hand: linspace(0, 1e-3, 2), then the cosine from 1e-3 half-way down to 1e-4 + 0.45e-3
     assert trained.rates == pytest.approx([0.0, 1e-3, 1e-3, 5.5e-4], abs=1e-12)
@@ -86,6 +87,7 @@ def test_fit_and_test_give_metrics_and_the_per_category_table(trained):
     metrics = trained.metrics
     assert 0.0 <= metrics["image_AUROC"] <= 1.0
     # one category: the per-category AUROC is anomalib's pooled AUROC
+    # one category: the same AUROC by two code paths, logged as float32 (1 ulp at 1.0 = 1.2e-7)
     assert metrics["image_AUROC/demo_box"] == pytest.approx(metrics["image_AUROC"], abs=1e-6)
     assert metrics["image_AUROC/mean"] == pytest.approx(metrics["image_AUROC"], abs=1e-6)
     csv = Path(trained.engine.trainer.default_root_dir) / "per_category_image_auroc.csv"
@@ -112,6 +114,7 @@ def test_checkpoint_reloads_with_weights_only_and_scores_the_same(trained, gener
     with torch.no_grad():
         expected = trained.model.eval()(images)
         actual = reloaded(images)
+    # bit-identical weights after the weights-only reload, same process: only kernel dispatch may differ (<8 ulps)
     assert torch.allclose(actual.pred_score, expected.pred_score, atol=1e-6)
     assert torch.allclose(actual.anomaly_map, expected.anomaly_map, atol=1e-6)
 

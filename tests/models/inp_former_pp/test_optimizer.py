@@ -19,4 +19,5 @@ def test_one_step_matches_the_official_update_by_hand():
     denom = exp_avg_sq.sqrt() / math.sqrt(1 - beta2) + eps
     rms = float((grad / denom).norm() / math.sqrt(3))
     step = lr / (1 - beta1) / max(1.0, rms)
-    assert torch.allclose(weight.detach(), start - step * exp_avg / denom, atol=1e-9)
+    # float32 weights ~1, a dozen float32 ops in another order: < 8 ulps (1e-6); the step itself is 1e-3
+    assert torch.allclose(weight.detach(), start - step * exp_avg / denom, rtol=1e-6, atol=0.0)

@@ -22,11 +22,13 @@ def official_schedule(base: float, final: float, warmup: int, total: int) -> np.
 @pytest.mark.parametrize("step", [0, 1, 50, 99, 100, 101, 550, TOTAL - 1])
 def test_lr_matches_the_official_array(step):
     expected = official_schedule(BASE, FINAL, WARMUP, TOTAL)[step]
+    # Python float64 on both sides, one cos() each: agreement to ~1e-16 relative
     assert warm_cosine_lr(step, BASE, FINAL, WARMUP, TOTAL) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_lr_at_chosen_steps_by_hand():
     assert warm_cosine_lr(0, BASE, FINAL, WARMUP, TOTAL) == 0.0
+    # approx() without a tolerance below: float64 schedule values against closed forms (rounding ~1e-16)
     assert warm_cosine_lr(50, BASE, FINAL, WARMUP, TOTAL) == pytest.approx(1e-3 * 50 / 99)
     assert warm_cosine_lr(100, BASE, FINAL, WARMUP, TOTAL) == pytest.approx(1e-3)  # cosine starts at the peak
     assert warm_cosine_lr(550, BASE, FINAL, WARMUP, TOTAL) == pytest.approx(5.5e-4)  # half-way down the cosine
@@ -53,6 +55,7 @@ def test_scheduler_sets_the_lr_of_each_step_and_saves_plain_numbers():
         seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    # torch's scheduler multiplies the base LR by our float64 factor: one extra rounding (~1e-16 relative)
     assert np.allclose(seen, reference, rtol=1e-12, atol=1e-15)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(FINAL)
     buffer = io.BytesIO()

@@ -22,8 +22,9 @@ def test_shapes_and_eval_snaps_to_codes():
     assert float(commitment) == 0.0
     # Every quantised cell is exactly one of its group's codes.
     first_group = quantised[:, :4].permute(0, 2, 3, 1).reshape(-1, 4)
-    distances = torch.cdist(first_group, quantizer.codes[0])
-    assert torch.allclose(distances.min(dim=1).values, torch.zeros(len(first_group)), atol=2e-3)
+    # compared exactly: cdist's matmul form loses ~sqrt(eps) to cancellation, so a distance test needed a loose bound
+    is_a_code = (first_group[:, None, :] == quantizer.codes[0][None, :, :]).all(dim=-1)
+    assert is_a_code.any(dim=1).all()
 
 
 def test_straight_through_gradient_reaches_the_input_unchanged():
@@ -33,7 +34,7 @@ def test_straight_through_gradient_reaches_the_input_unchanged():
     quantised, _, _ = quantizer(features)
     upstream = torch.randn_like(quantised)
     (quantised * upstream).sum().backward()
-    assert torch.allclose(features.grad, upstream)
+    assert torch.equal(features.grad, upstream)  # straight-through: the identity, exactly (beta = 0)
 
 
 def test_commitment_loss_pulls_features_towards_codes():

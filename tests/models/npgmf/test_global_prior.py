@@ -12,6 +12,7 @@ def test_ledoit_wolf_matches_scikit_learn():
     samples = rng.normal(size=(20, 30)) @ rng.normal(size=(30, 30))
     expected = LedoitWolf().fit(samples).covariance_
     actual = ledoit_wolf_covariance(torch.from_numpy(samples)).numpy()
+    # both estimators in float64: they differ by summation order (~1e-14 relative); rtol 1e-6 is generous
     assert np.allclose(actual, expected, rtol=1e-6, atol=1e-8)
 
 
@@ -24,6 +25,7 @@ def test_distance_is_mahalanobis_under_the_shrunk_covariance():
     query = torch.from_numpy(rng.normal(size=(3, 5))).float()
     levels = [query[:, :, None, None].expand(-1, -1, 2, 2)]  # pooled descriptor of a constant map = the vector
     expected = np.sqrt(lw.mahalanobis(query.double().numpy()))
+    # the prior's distances are float32 by design, sklearn's float64: ~1e-7 x the covariance's condition (<1e3)
     assert prior(levels).numpy() == pytest.approx(expected, rel=1e-4)
 
 
@@ -41,6 +43,7 @@ def test_batched_ledoit_wolf_equals_one_call_per_batch_entry():
     samples = torch.randn(3, 7, 5, dtype=torch.float64)
     batched = ledoit_wolf_covariance(samples)
     for index in range(3):
+        # the same float64 estimator batched or alone: rounding-order differences only
         assert torch.allclose(batched[index], ledoit_wolf_covariance(samples[index]))
 
 
@@ -53,12 +56,14 @@ def test_several_categories_get_their_own_gaussian_and_images_route_to_the_neare
     prior.fit(torch.cat([first, second]), index)
     alone = GlobalNormalityPrior([4], grid=1)
     alone.fit(second)
+    # the same fit per category or alone: reduction-order differences only, far inside allclose's default
     assert torch.allclose(prior.mean[1], alone.mean[0]) and torch.allclose(prior.precision[1], alone.precision[0])
     queries = torch.stack([first[:3].mean(0), second[:3].mean(0)])
     levels = [queries[:, :, None, None]]
     distances = prior.distances(levels)
     assert distances.shape == (2, 2)
     assert GlobalNormalityPrior.route(distances).tolist() == [0, 1]
+    # the same distances taken per category: identical float32 ops
     assert torch.allclose(prior(levels), distances.amin(dim=1))
     with pytest.raises(ValueError, match="needs each sample's category index"):
         prior.fit(torch.cat([first, second]))
@@ -74,6 +79,7 @@ def test_grid_descriptor_is_the_mean_of_each_cell_and_wide_ones_are_subsampled()
     assert descriptor.shape == (2, 3 * 4)
     # cells of a 5x4 map on a 2x2 grid: rows 0-2 / 2-4 (adaptive pooling overlaps the middle row), columns 0-1 / 2-3
     expected = [level[:, :, 0:3, 0:2], level[:, :, 0:3, 2:4], level[:, :, 2:5, 0:2], level[:, :, 2:5, 2:4]]
+    # cell means in another reduction order (float32): allclose's rtol 1e-5 is ~100 ulps
     assert torch.allclose(descriptor, torch.cat([cell.mean(dim=(-2, -1)) for cell in expected], dim=1))
     adaptive = torch.nn.functional.adaptive_avg_pool2d(level, 2).permute(0, 2, 3, 1).flatten(1)
     assert torch.allclose(descriptor, adaptive)
@@ -91,6 +97,7 @@ def test_precision_is_the_inverse_and_degenerate_covariances_fall_back_to_the_ps
     covariance = ledoit_wolf_covariance(torch.randn(3, 20, 16, generator=generator))  # batched, positive definite
     precision = precision_from_covariance(covariance)
     identity = torch.eye(16, dtype=torch.float64).expand(3, 16, 16)
+    # float64 inverse of a Ledoit-Wolf covariance (condition < 1e2): residual ~ n x condition x 1e-16 = 1e-13
     assert torch.allclose(precision @ covariance, identity, atol=1e-10)
     singular = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64))  # constant second feature
     expected = torch.diag(torch.tensor([0.5, 0.0], dtype=torch.float64))
@@ -110,4 +117,5 @@ def test_distances_stay_float32_under_bf16_autocast():
         mixed = mahalanobis_squared(centred, precision)
         in_bf16 = ((centred.unsqueeze(-2) @ precision).squeeze(-2) * centred).sum(dim=-1)  # what autocast would do
     assert mixed.dtype == torch.float32 and torch.equal(mixed, exact)
+    # bf16 keeps 8 mantissa bits (0.4 % per rounding): at this scale it is off by far more than 1e-4
     assert not torch.allclose(in_bf16.float(), exact, rtol=1e-4)  # the hazard is real at this scale

@@ -46,6 +46,7 @@ def trained(two_categories, tmp_path_factory, request):
 def test_each_category_has_its_text_prior_and_gaussians(trained):
     model, *_ = trained
     embedding = model.model.prior.text_embedding
+    # not allclose (rtol 1e-5): two categories' text priors differ by O(0.1), rounding by ~1e-7
     assert embedding.shape[0] == 2 and not torch.allclose(embedding[0], embedding[1])
     assert model.model.global_prior.mean.shape[0] == 2 and bool(model.model.global_prior.fitted)
     assert model.model.patch_prior.mean.shape[0] == 2 and bool(model.model.patch_prior.fitted)
@@ -75,6 +76,7 @@ def test_images_are_routed_to_their_own_category_without_a_label(trained):
     with torch.no_grad():
         unlabelled = model.model.fuse(model.model.raw_maps(images))
         labelled = model.model.fuse(model.model.raw_maps(images, model.category_indices(batch.image_path)))
+    # routed to the true category, the same float32 ops run on the same Gaussian: isclose's rtol 1e-5 is ~100 ulps
     same = torch.isclose(unlabelled.amax(dim=(-3, -2, -1)), labelled.amax(dim=(-3, -2, -1)))
     assert same.float().mean() >= 0.95
 

@@ -20,6 +20,7 @@ def test_features_are_the_selected_channels_at_the_middle_level_resolution():
     features = patch_features(levels, index)
     assert features.shape == (2, 16, 3)
     pooled = levels[0][:, 0].reshape(2, 4, 2, 4, 2).mean(dim=(2, 4))
+    # same pooling in another reduction order (float32): allclose's rtol 1e-5 is ~100 ulps
     assert torch.allclose(features[:, :, 0], pooled.flatten(1))
     assert torch.allclose(features[:, :, 1], levels[1][:, 1].flatten(1))
     upsampled = torch.nn.functional.interpolate(levels[2][:, 2:3], size=(4, 4), mode="bilinear", align_corners=False)
@@ -41,6 +42,7 @@ def test_distance_is_the_per_position_mahalanobis_distance_by_hand():
     precision = torch.linalg.inv(ledoit_wolf_covariance(samples))
     centred = features[:, position] - samples.mean(dim=0)
     expected = torch.sqrt(torch.einsum("bi,ij,bj->b", centred, precision, centred))
+    # the prior runs its 5-d quadratic form in float32 (by design) against this float64 one: a few ulps x condition
     assert torch.allclose(distance.flatten(1)[:, position].double(), expected, rtol=1e-4)
     # a normal training image lies closer to its Gaussian than a shifted copy of it
     shifted = [level + 3.0 for level in train]
