@@ -144,6 +144,47 @@ def test_the_matrix_exercises_the_hook():
     assert on.stdout.split() == ["True", "True"]
 
 
+NAME_CLASHES = """
+import anomalib.cli.cli  # as the console script: the hook imports our modules in here
+seen, found = set(), {}
+def subclasses(cls):
+    try:
+        return type.__subclasses__(cls) if cls is type else cls.__subclasses__()
+    except TypeError:
+        return []
+stack = [object]
+while stack:
+    for cls in subclasses(stack.pop()):
+        if cls not in seen:
+            seen.add(cls)
+            stack.append(cls)
+            found.setdefault(cls.__name__, set()).add(str(vars(cls).get("__module__", "")).split(".")[0])
+clashes = sorted(
+    name for name, roots in found.items()
+    if not name.startswith("_") and "anomalib_npgmf" in roots and roots & {"anomalib", "lightning", "torch",
+    "torchmetrics", "torchvision", "jsonargparse", "timm", "open_clip"}
+)
+ours = sum("anomalib_npgmf" in roots for roots in found.values())
+print(ours, clashes)
+"""
+
+
+def test_no_class_of_ours_shares_a_name_with_one_jsonargparse_may_resolve():
+    """Every class the hook brings into an anomalib process is named apart from anomalib's, Lightning's and torch's.
+
+    Stricter than the command matrix, which only exercises some types: jsonargparse resolves a short name over all
+    imported subclasses of whatever type a parameter has (model, data, callbacks, optimisers, modules, metrics).
+    """
+    environment = {key: value for key, value in os.environ.items() if key != "ANOMALIB_NPGMF_NO_HOOK"}
+    result = subprocess.run(
+        [sys.executable, "-c", NAME_CLASHES], capture_output=True, text=True, timeout=300, env=environment
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, clashes = result.stdout.strip().split(maxsplit=1)
+    assert int(ours) > 20  # the hook was on: our models, datamodule, metrics and their parts are there
+    assert clashes == "[]"  # before issue 14: ['MVTecLOCO', 'MVTecLOCODataset', 'ReverseDistillationLoss']
+
+
 @pytest.mark.parametrize("name", list(_commands(Path("/data"), Path("/config.yaml"))))
 def test_stock_command_behaves_the_same_with_and_without_the_hook(matrix, name: str):
     (code_on, out_on, err_on), (code_off, out_off, err_off) = matrix[name][True], matrix[name][False]
