@@ -2,12 +2,15 @@
 
 Works for any anomalib model (``--model Patchcore``) from its Lightning checkpoint, and for exported OpenVINO / ONNX
 models (``--exported model.xml``). Writes ``loco_report.{json,csv,md}`` and, per defect type, a PNG grid of the best
-and worst scored images with their heatmaps.
+and worst scored images with their heatmaps. With several ``--category`` names (one unified model, e.g. a
+multi-category Npgmf): each category's report and grids in ``<output>/<category>/``, and the per-category table with
+its mean over categories in ``<output>/loco_report_per_category.{json,csv,md}``.
 """
 
 import argparse
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +20,7 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.data import MVTecLOCORegions, anomaly_type_of, load_defect_regions
 from anomalib_npgmf.data.items import read_rgb_image
 from anomalib_npgmf.metrics import LocoResults, format_table, write_report
+from anomalib_npgmf.metrics.loco import format_per_category_table, per_category_table, write_per_category_report
 from anomalib_npgmf.utils import atomic_write_bytes, ensure_writable_folder
 
 
@@ -37,20 +41,22 @@ def resolve_model_class(name: str) -> type:
     raise ValueError(msg)
 
 
-def _predict_checkpoint(model_name: str, checkpoint: Path, datamodule: MVTecLOCORegions, results: LocoResults) -> None:
-    model = resolve_model_class(model_name).load_from_checkpoint(checkpoint, map_location="cpu").eval()
+def _predict_checkpoint(model: torch.nn.Module, datamodule: MVTecLOCORegions, results: LocoResults) -> None:
     with torch.no_grad():
         for batch in tqdm(datamodule.test_dataloader(), desc="Scoring test images", unit="batch"):
             output = model(batch.image)
             results.add(batch.image_path, output.pred_score, output.anomaly_map)
 
 
-def _predict_exported(path: Path, datamodule: MVTecLOCORegions, results: LocoResults, precision: str) -> None:
+def _compile_exported(path: Path, precision: str) -> Any:
     import openvino as ov
 
     from anomalib_npgmf.deploy import openvino_config
 
-    compiled = ov.Core().compile_model(str(path), "CPU", openvino_config(precision) or {})
+    return ov.Core().compile_model(str(path), "CPU", openvino_config(precision) or {})
+
+
+def _predict_exported(compiled: Any, datamodule: MVTecLOCORegions, results: LocoResults) -> None:
     names = [next(iter(output.names)) for output in compiled.outputs]
     for batch in tqdm(datamodule.test_dataloader(), desc="Scoring test images (OpenVINO)", unit="batch"):
         for index in range(batch.image.shape[0]):
@@ -122,7 +128,9 @@ def main_evaluate(argv: list[str] | None = None) -> int:
     source.add_argument("--exported", type=Path, help="exported OpenVINO (.xml) or ONNX model")
     parser.add_argument("--model", default="Npgmf", help="model class of --ckpt (default Npgmf; e.g. Patchcore)")
     parser.add_argument("--root", type=Path, required=True, help="dataset root holding the category folder")
-    parser.add_argument("--category", required=True)
+    parser.add_argument(
+        "--category", nargs="+", required=True, help="category folder(s); several: per-category table and its mean"
+    )
     parser.add_argument("--output", type=Path, required=True, help="folder for loco_report.* and grids/")
     parser.add_argument("--fpr-limit", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -133,23 +141,39 @@ def main_evaluate(argv: list[str] | None = None) -> int:
             msg = f"{path} does not exist"
             raise FileNotFoundError(msg)
     ensure_writable_folder(arguments.output, "--output")
-    datamodule = MVTecLOCORegions(
-        root=arguments.root,
-        category=arguments.category,
-        eval_batch_size=arguments.batch_size,
-        num_workers=0,
-        loco_report=False,
-    )
-    datamodule.setup("test")
-    results = LocoResults()
     if arguments.ckpt is not None:
-        _predict_checkpoint(arguments.model, arguments.ckpt, datamodule, results)
+        model = resolve_model_class(arguments.model).load_from_checkpoint(arguments.ckpt, map_location="cpu").eval()
     else:
-        _predict_exported(arguments.exported, datamodule, results, arguments.precision)
-    table = results.table(arguments.fpr_limit)
-    write_report(table, arguments.output, arguments.fpr_limit)
-    grids = write_grids(results, arguments.output)
-    print(format_table(table, arguments.fpr_limit))
-    print(f"Report: {arguments.output / 'loco_report.md'} (.json, .csv)")
-    print(f"Heatmap grids ({len(grids)}): {arguments.output / 'grids'}")
+        compiled = _compile_exported(arguments.exported, arguments.precision)
+    categories = list(dict.fromkeys(arguments.category))
+    tables = {}
+    for category in categories:
+        output = arguments.output if len(categories) == 1 else arguments.output / category
+        datamodule = MVTecLOCORegions(
+            root=arguments.root,
+            category=category,
+            eval_batch_size=arguments.batch_size,
+            num_workers=0,
+            loco_report=False,
+        )
+        datamodule.setup("test")
+        results = LocoResults()
+        if arguments.ckpt is not None:
+            _predict_checkpoint(model, datamodule, results)
+        else:
+            _predict_exported(compiled, datamodule, results)
+        tables[category] = results.table(arguments.fpr_limit)
+        write_report(tables[category], output, arguments.fpr_limit)
+        grids = write_grids(results, output)
+        if len(categories) > 1:
+            print(f"\n{category}:")
+        print(format_table(tables[category], arguments.fpr_limit))
+        print(f"Report: {output / 'loco_report.md'} (.json, .csv)")
+        print(f"Heatmap grids ({len(grids)}): {output / 'grids'}")
+    if len(categories) > 1:
+        table = per_category_table(tables)
+        write_per_category_report(table, arguments.output, arguments.fpr_limit)
+        print("Per category, and the mean over categories:")
+        print(format_per_category_table(table, arguments.fpr_limit))
+        print(f"Report: {arguments.output / 'loco_report_per_category.md'} (.json, .csv)")
     return 0

@@ -189,3 +189,28 @@ def test_evaluate_works_for_an_anomalib_model(trained, tmp_path):
     )
     table = json.loads((tmp_path / "eval/loco_report.json").read_text())["table"]
     assert 0.0 <= table["mean"]["AU-sPRO"] <= 1.0
+
+
+def test_evaluate_several_categories_writes_each_table_and_the_mean(trained, tmp_path, capsys):
+    """One (unified) model over several LOCO categories: a table per category and the mean over categories."""
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    root, checkpoint, _ = trained
+    generate_demo_dataset(root, "demo_pins", scene="pins", n_train=2, n_val=1, n_test_good=4, n_test_per_defect=1)
+    argv = ["evaluate", "--ckpt", checkpoint, "--root", str(root), "--output", str(tmp_path)]
+    assert main([*argv, "--category", "demo_box", "demo_pins"]) == 0
+    table = json.loads((tmp_path / "loco_report_per_category.json").read_text())["table"]
+    assert list(table) == ["demo_box", "demo_pins", "mean"]
+    for category in ("demo_box", "demo_pins"):
+        own = json.loads((tmp_path / category / "loco_report.json").read_text())["table"]
+        assert own == table[category]
+        assert (tmp_path / category / "grids" / "good.png").is_file()
+    values = [table[c][k]["AU-sPRO"] for c in ("demo_box", "demo_pins") for k in ("logical", "structural")]
+    assert len(set(values)) > 1  # cells differ, so the mean below is a real check
+    for kind in ("logical", "structural", "mean"):
+        for column in ("image_AUROC", "AU-sPRO"):
+            expected = (table["demo_box"][kind][column] + table["demo_pins"][kind][column]) / 2
+            assert table["mean"][kind][column] == pytest.approx(expected)
+    out = capsys.readouterr().out
+    assert "Per category, and the mean over categories:" in out
+    assert "| demo_pins |" in out

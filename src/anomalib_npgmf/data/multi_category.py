@@ -164,7 +164,8 @@ class MultiCategory(AnomalibDataModule):
 
     Validation: by default (``val_split_mode=None``) each category's own ``validation`` folder when every category
     has one (MVTec LOCO: normal images only, as anomalib's ``MVTecLOCO``: fine for early stopping and score
-    normalisation, not for F1-adaptive thresholds), else the test set (``same_as_test``, anomalib's MVTec AD default).
+    normalisation, not for F1-adaptive thresholds), else the test set (``same_as_test``, anomalib's MVTec AD default;
+    our models then fit their calibration on held-out training normals, never on it: ``models/common/calibration.py``).
     Any anomalib ``ValSplitMode`` can be passed instead.
 
     Args:
@@ -176,6 +177,10 @@ class MultiCategory(AnomalibDataModule):
         train_batch_size, eval_batch_size, num_workers, train_augmentations, val_augmentations, test_augmentations,
         augmentations, test_split_mode, test_split_ratio, val_split_ratio, seed: As in anomalib's datamodules.
         val_split_mode: See "Validation" above.
+        loco_report: At test time, when every category is in the MVTec LOCO layout (``defects_config.json``), attach
+            :class:`~anomalib_npgmf.metrics.callback.PerCategoryLocoReport`: ``anomalib test`` then prints and saves
+            the logical / structural table (image AUROC, AU-sPRO) per category and its mean over categories.
+        fpr_limit: FPR integration limit of AU-sPRO in that table.
     """
 
     def __init__(
@@ -195,6 +200,8 @@ class MultiCategory(AnomalibDataModule):
         val_split_mode: ValSplitMode | str | None = None,
         val_split_ratio: float | None = None,
         seed: int | None = None,
+        loco_report: bool = True,
+        fpr_limit: float = 0.05,
     ) -> None:
         super().__init__(
             train_batch_size=train_batch_size,
@@ -215,6 +222,8 @@ class MultiCategory(AnomalibDataModule):
             raise ValueError(msg)
         self.root = Path(root) if root is not None else None
         self.n_shots = n_shots
+        self.loco_report = loco_report
+        self.fpr_limit = fpr_limit
         self.val_split_mode_requested = ValSplitMode(val_split_mode) if val_split_mode is not None else None
         self.category_roots = self._resolve_categories(categories)
         self.categories = list(self.category_roots)
@@ -254,6 +263,22 @@ class MultiCategory(AnomalibDataModule):
                 raise ValueError(msg)
             resolved[path.name] = path
         return resolved
+
+    @property
+    def is_loco(self) -> bool:
+        """Whether every category is in the MVTec LOCO layout (has ``defects_config.json``)."""
+        return all((folder / "defects_config.json").is_file() for folder in self.category_roots.values())
+
+    def setup(self, stage: str | None = None) -> None:
+        """anomalib's set-up, plus the per-category LOCO table when testing LOCO categories under a trainer."""
+        super().setup(stage)
+        trainer = getattr(self, "trainer", None)
+        if not self.loco_report or trainer is None or stage not in {None, "test"} or not self.is_loco:
+            return
+        from anomalib_npgmf.metrics.callback import PerCategoryLocoReport
+
+        if not any(isinstance(callback, PerCategoryLocoReport) for callback in trainer.callbacks):
+            trainer.callbacks.append(PerCategoryLocoReport(self.categories, self.category_of, self.fpr_limit))
 
     def _setup(self, _stage: str | None = None) -> None:
         rows = [row for name, folder in self.category_roots.items() for row in scan_category(folder, name)]

@@ -1,19 +1,32 @@
-"""Print and save the LOCO table at the end of ``anomalib test``, for any anomalib model.
+"""Print and save the LOCO table at the end of ``anomalib test``, for any anomalib model (one category, or per
+category over several).
 
 Our ``MVTecLOCORegions`` datamodule attaches this callback when a test starts (``loco_report=True``), so
 ``anomalib test --model Patchcore --data anomalib_npgmf.data.MVTecLOCORegions ...`` prints the logical / structural
 table and writes ``loco_report.{json,csv,md}`` into the run folder (``trainer.default_root_dir``, where anomalib also
-puts the run's ``images/`` and ``weights/``).
+puts the run's ``images/`` and ``weights/``). ``MultiCategory`` over LOCO categories attaches
+:class:`PerCategoryLocoReport` instead: the same table per category plus the mean over categories
+(``loco_report_per_category.{json,csv,md}``).
 """
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from .loco import TYPES, format_table, with_mean, write_report
-from .streaming import loco_test_metrics
+from .loco import (
+    TYPES,
+    format_per_category_table,
+    format_table,
+    per_category_table,
+    with_mean,
+    write_per_category_report,
+    write_report,
+)
+from .streaming import PathSplitAUROC, PathSPRO, loco_test_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +82,90 @@ class LocoReportCallback(Callback):
         print(f"\nMVTec LOCO results ({self.images} test images on this rank):")
         print(format_table(self.table, self.fpr_limit))
         print(f"Written: {folder / 'loco_report.json'} (.csv, .md)\n")
+
+
+class PerCategoryLocoReport(Callback):
+    """The LOCO table per category of a multi-category test run, and the mean over categories.
+
+    Streams like :class:`LocoReportCallback`: per category and anomaly type, an image AUROC and an AU-sPRO metric
+    (summed / concatenated states, reduced over DDP ranks; every rank holds every category's metrics, so the
+    collective calls match). A cell that cannot be computed (e.g. a category without structural images) is NaN and
+    left out of the mean.
+
+    Args:
+        categories: Category names (the datamodule's ``categories``).
+        category_of: Image path -> category (the datamodule's ``category_of``).
+        fpr_limit: FPR integration limit of AU-sPRO.
+    """
+
+    def __init__(self, categories: Sequence[str], category_of: Callable[[str], str], fpr_limit: float = 0.05) -> None:
+        self.categories = sorted(str(name) for name in categories)
+        self.category_of = category_of
+        self.fpr_limit = fpr_limit
+        self.metrics = {
+            name: {kind: (PathSplitAUROC(kind), PathSPRO(kind, fpr_limit=fpr_limit)) for kind in TYPES}
+            for name in self.categories
+        }
+        self.images = 0
+        self.table: dict[str, dict[str, dict[str, float]]] | None = None
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        del trainer, pl_module
+        for kinds in self.metrics.values():
+            for auroc, spro in kinds.values():
+                auroc.reset()
+                spro.reset()
+        self.images = 0
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        del trainer, pl_module, batch_idx, dataloader_idx
+        predictions = outputs if outputs is not None else batch
+        maps, scores = getattr(predictions, "anomaly_map", None), getattr(predictions, "pred_score", None)
+        if maps is None or scores is None or predictions.image_path is None:
+            return
+        paths = [str(path) for path in predictions.image_path]
+        scores = torch.as_tensor(scores).detach().reshape(-1).cpu()
+        maps = torch.as_tensor(maps).detach().cpu()
+        for name in self.categories:
+            chosen = [index for index, path in enumerate(paths) if self.category_of(path) == name]
+            if not chosen:
+                continue
+            selected = [paths[index] for index in chosen]
+            for auroc, spro in self.metrics[name].values():
+                auroc.update(scores[chosen], selected)
+                spro.update(maps[chosen], selected)
+        self.images += len(paths)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        del pl_module
+        if not self.images and trainer.world_size == 1:
+            return
+        tables = {}
+        for name, kinds in self.metrics.items():  # every rank computes every cell: the reductions are collective
+            tables[name] = with_mean({kind: _cell(auroc, spro) for kind, (auroc, spro) in kinds.items()})
+        self.table = per_category_table(tables)
+        if trainer.global_rank != 0:
+            return
+        folder = Path(trainer.default_root_dir)
+        write_per_category_report(self.table, folder, self.fpr_limit)
+        print(f"\nMVTec LOCO results per category ({self.images} test images on this rank):")
+        print(format_per_category_table(self.table, self.fpr_limit))
+        print(f"Written: {folder / 'loco_report_per_category.json'} (.csv, .md)\n")
+
+
+def _cell(auroc: PathSplitAUROC, spro: PathSPRO) -> dict[str, float]:
+    """image AUROC and AU-sPRO of one category and anomaly type (NaN where the test set lacks the images)."""
+    value = float(auroc.compute())
+    try:
+        area = float(spro.compute())
+    except ValueError:  # no good image or no region of this type
+        area = float("nan")
+    return {"image_AUROC": value, "AU-sPRO": area}

@@ -1,7 +1,9 @@
 """The MVTec LOCO table: image AUROC and AU-sPRO for logical and structural anomalies apart, and their mean.
 
 Each anomaly type is scored against the good test images only (as the LOCO papers report it): image AUROC over
-{good, logical} and {good, structural}; AU-sPRO with the FPR from good images and the regions of that type.
+{good, logical} and {good, structural}; AU-sPRO with the FPR from good images and the regions of that type. Over
+several categories (one unified model), the same table per category and the mean of each cell over the categories
+(``loco_report_per_category.*``), which is what LOCO papers compare.
 """
 
 import csv
@@ -93,4 +95,54 @@ def write_report(table: dict[str, dict[str, float]], folder: str | Path, fpr_lim
         atomic_write_text(folder / "loco_report.json", json.dumps(payload, indent=2) + "\n"),
         atomic_write_text(folder / "loco_report.csv", buffer.getvalue()),
         atomic_write_text(folder / "loco_report.md", format_table(table, fpr_limit) + "\n"),
+    ]
+
+
+PER_CATEGORY_STEM = "loco_report_per_category"
+MEAN_ROW = "mean"
+Table = dict[str, dict[str, float]]
+
+
+def per_category_table(tables: dict[str, Table]) -> dict[str, Table]:
+    """``{category: LOCO table, ..., "mean": cell-wise mean over the categories}`` (NaN cells left out of the mean)."""
+    if not tables:
+        msg = "no category tables to combine"
+        raise ValueError(msg)
+    mean = {
+        row: {column: _nanmean([table[row][column] for table in tables.values()]) for column in COLUMNS}
+        for row in (*TYPES, MEAN_ROW)
+    }
+    return {**{name: tables[name] for name in sorted(tables)}, MEAN_ROW: mean}
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [value for value in values if value == value]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def format_per_category_table(table: dict[str, Table], fpr_limit: float = 0.05) -> str:
+    """Markdown table: one row per category (and the mean), logical / structural / mean x image AUROC / AU-sPRO."""
+    header = " | ".join(f"{row} {label}" for row in (*TYPES, MEAN_ROW) for label in ("AUROC", "AU-sPRO"))
+    lines = [f"| category | {header} |", "|---" * 7 + "|"]
+    for name, rows in table.items():
+        cells = " | ".join(f"{rows[row][column]:.4f}" for row in (*TYPES, MEAN_ROW) for column in COLUMNS)
+        lines.append(f"| {name} | {cells} |")
+    lines.append(f"(AU-sPRO up to FPR {fpr_limit:g}; image AUROC of each type against the good images)")
+    return "\n".join(lines)
+
+
+def write_per_category_report(table: dict[str, Table], folder: str | Path, fpr_limit: float = 0.05) -> list[Path]:
+    """Write ``loco_report_per_category.json``, ``.csv`` (one line per category and anomaly row) and ``.md``."""
+    folder = Path(folder)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["category", "anomalies", *COLUMNS])
+    for name, rows in table.items():
+        for row, values in rows.items():
+            writer.writerow([name, row, *(f"{values[c]:.6f}" for c in COLUMNS)])
+    payload = {"fpr_limit": fpr_limit, "table": table}
+    return [
+        atomic_write_text(folder / f"{PER_CATEGORY_STEM}.json", json.dumps(payload, indent=2) + "\n"),
+        atomic_write_text(folder / f"{PER_CATEGORY_STEM}.csv", buffer.getvalue()),
+        atomic_write_text(folder / f"{PER_CATEGORY_STEM}.md", format_per_category_table(table, fpr_limit) + "\n"),
     ]

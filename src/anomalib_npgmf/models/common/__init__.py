@@ -8,6 +8,7 @@ from .checkpoint import (
     AtomicCheckpointing,
     AtomicCheckpointIO,
     CheckpointVersionError,
+    FinalCheckpoint,
     check_version,
     stamp_version,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "AtomicCheckpointing",
     "CheckedEvaluationSteps",
     "CheckpointVersionError",
+    "FinalCheckpoint",
     "MissingWeightsError",
     "PluginExportMixin",
     "QuantileMapNormalizer",

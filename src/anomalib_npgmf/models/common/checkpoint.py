@@ -1,4 +1,4 @@
-"""Checkpoints both models write and read: a version stamp checked on load, and atomic writes.
+"""Checkpoints both models write and read: a version stamp checked on load, atomic writes, the final state saved.
 
 Why a version check: a checkpoint written by a newer (or incompatible older) anomalib-npgmf otherwise fails deep
 inside ``load_state_dict`` with a list of missing tensors, or worse loads and scores differently. We refuse it up
@@ -22,6 +22,7 @@ import torch
 from anomalib.engine.plugins import AnomalibCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from packaging.version import InvalidVersion, Version
@@ -128,6 +129,32 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(handle)
+
+
+class FinalCheckpoint(Callback):
+    """At the end of fitting, calibrate the final weights (if the last validation did not) and checkpoint them.
+
+    Why: anomalib's ``ModelCheckpoint`` (no monitor) saves at the end of every training epoch only when validation
+    runs every epoch; otherwise it saves at the end of each validation. With ``check_val_every_n_epoch: 10`` and
+    ``max_epochs: 15`` the checkpoint holds epoch 10's weights (and, for Npgmf, normalisation fitted on them); with
+    ``max_epochs`` below 10 none is written at all. Here the model's ``calibrate_final_weights()`` (if it has one)
+    fits on the final weights, then every ``ModelCheckpoint`` saves through its own logic (file name, top-k, last),
+    unless it already saved at this step. Monitored checkpoints keep their best-by-metric choice (the final state
+    has no new metric); their ``save_last`` copy is written.
+    """
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Calibrate, then save the final state once per checkpoint callback (all ranks: saving is collective)."""
+        calibrate = getattr(pl_module, "calibrate_final_weights", None)
+        if callable(calibrate):
+            calibrate()
+        for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint) or callback._should_skip_saving_checkpoint(trainer):
+                continue
+            candidates = callback._monitor_candidates(trainer)
+            if callback.monitor is None:
+                callback._save_topk_checkpoint(trainer, candidates)
+            callback._save_last_checkpoint(trainer, candidates)
 
 
 class AtomicCheckpointing(Callback):

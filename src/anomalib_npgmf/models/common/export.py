@@ -9,8 +9,9 @@ them down, fails on ``Pad`` and prints a long traceback even though the exported
 opset 18 so users never see that noise; an explicit ``opset_version`` still wins.
 
 INT8 post-training quantisation (``--compression_type int8_ptq``) goes through anomalib's calibration (validation
-images), but a model may keep parts of its graph in FP32 (:meth:`PluginExportMixin.int8_ignored_scope`): anomaly
-scores are small differences of features, and quantising the scoring tail turns them into noise.
+images; held-out training normals where the validation split is the test set, see ``calibration.py``), but a model
+may keep parts of its graph in FP32 (:meth:`PluginExportMixin.int8_ignored_scope`): anomaly scores are small
+differences of features, and quantising the scoring tail turns them into noise.
 """
 
 import logging
@@ -61,10 +62,14 @@ class PluginExportMixin:
         if datamodule is None:
             msg = "INT8_PTQ export needs a datamodule (its validation images calibrate the quantisers): pass --data"
             raise ValueError(msg)
+        from .calibration import calibration_loader, hold_out_normals
+
         datamodule.setup("fit")
         if model.input(0).partial_shape[0].is_static:
             datamodule.train_batch_size = model.input(0).shape[0]
-        loader = datamodule.val_dataloader()
+        # never calibrate on test images: without a validation folder (same_as_test) use the held-out training normals
+        held_out = hold_out_normals(datamodule)
+        loader = datamodule.val_dataloader() if held_out is None else calibration_loader(datamodule, held_out)
         if len(loader.dataset) < 300:  # as anomalib warns
             logger.warning(f">300 images recommended for INT8 quantization, found only {len(loader.dataset)} images")
         calibration = nncf.Dataset(loader, lambda batch: batch["image"])

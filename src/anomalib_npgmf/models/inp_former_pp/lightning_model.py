@@ -35,6 +35,7 @@ from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
     CheckedEvaluationSteps,
+    FinalCheckpoint,
     PluginExportMixin,
     check_finite_images,
     check_version,
@@ -208,8 +209,10 @@ class InpFormerPlusPlus(CheckedEvaluationSteps, PluginExportMixin, AnomalibModul
         return PreProcessor(transform=Compose(steps))
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks, atomic checkpoint writes, and the per-category AUROC table for test runs."""
-        callbacks = [*super().configure_callbacks(), AtomicCheckpointing()]
+        """anomalib's component callbacks, atomic checkpoint writes, the final weights always checkpointed (whatever
+        ``check_val_every_n_epoch``), and the per-category AUROC table for test runs. Nothing is fitted on images, so
+        there is no calibration to refresh."""
+        callbacks = [*super().configure_callbacks(), AtomicCheckpointing(), FinalCheckpoint()]
         if self.hparams.get("per_category_metrics", True):
             callbacks.append(PerCategoryImageAUROC())
         return callbacks

@@ -32,6 +32,7 @@ from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
     CheckedEvaluationSteps,
+    FinalCheckpoint,
     PluginExportMixin,
     batch_image_paths,
     check_finite_images,
@@ -39,6 +40,7 @@ from anomalib_npgmf.models.common import (
     gather_unique_by_key,
     stamp_version,
 )
+from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
 from .components import clip_text_dim, encode_category_names, resolve_clip_weights
 from .loss import NpgmfLoss
@@ -141,6 +143,7 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
             fusion_weights=tuple(fusion_weights),
         )
         self.loss = NpgmfLoss()
+        self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | int | None = None) -> PreProcessor:
@@ -175,9 +178,11 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         prior.set_embedding(embedding.to(prior.text_embedding.device))
 
     def on_fit_start(self) -> None:
-        """Set up the text prior before the first training step; check a multi-category datamodule's names."""
+        """Set up the text prior before the first training step; check a multi-category datamodule's names; hold
+        out calibration normals before the training loader is built (when validation may hold test images)."""
         self._ensure_prior()
         datamodule = getattr(self.trainer, "datamodule", None)
+        hold_out_normals(datamodule)
         names = getattr(datamodule, "categories", None)
         if self.categories and names and list(names) != list(self.categories):
             msg = f"Npgmf was built for categories {list(self.categories)} but the datamodule has {list(names)}"
@@ -200,7 +205,7 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
         """anomalib's component callbacks, atomic checkpoint writes, and the per-category table (several categories)."""
-        callbacks = [*super().configure_callbacks(), AtomicCheckpointing()]
+        callbacks = [*super().configure_callbacks(), AtomicCheckpointing(), FinalCheckpoint()]
         if len(self.categories) > 1:
             callbacks.append(PerCategoryImageAUROC())
         return callbacks
@@ -225,12 +230,38 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         """Fit the priors (once) and each part's map normalisation, before the validation images are scored.
 
         Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
-        its threshold are already on the final scale.
+        its threshold are already on the final scale. The last epoch need not validate: see
+        :meth:`calibrate_final_weights`.
         """
+        self._calibrate()
+
+    def calibrate_final_weights(self) -> None:
+        """At the end of fitting (``FinalCheckpoint``): refit unless the last validation already ran on these weights.
+
+        With ``check_val_every_n_epoch: 10`` and ``max_epochs: 15`` the normalisation would otherwise stay fitted on
+        epoch 10's weights; ``FinalCheckpoint`` then saves the calibrated final state.
+        """
+        if self._calibrated_at_step != self.trainer.global_step:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
         priors = [prior for prior in (self.model.global_prior, self.model.patch_prior) if prior is not None]
         if any(not bool(prior.fitted) for prior in priors):
             self.fit_priors(self.trainer.train_dataloader)
-        self.fit_normalization(self.trainer.val_dataloaders)
+        self.fit_normalization(self.calibration_dataloaders())
+        self._calibrated_at_step = self.trainer.global_step
+
+    def calibration_dataloaders(self) -> list:
+        """Normal images the normalisation is fitted on, never test images (see ``models/common/calibration.py``):
+        held-out training normals when the validation split may hold test images, else the validation loaders."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        held_out = hold_out_normals(datamodule)
+        if held_out is not None:
+            return [calibration_loader(datamodule, held_out)]
+        loaders = self.trainer.val_dataloaders
+        if loaders is None and datamodule is not None:  # no validation ran yet (e.g. check_val_every_n_epoch > epochs)
+            loaders = datamodule.val_dataloader()
+        return list(loaders) if isinstance(loaders, list | tuple) else [loaders]
 
     @torch.no_grad()
     def fit_priors(self, dataloader: Iterable | None) -> None:
