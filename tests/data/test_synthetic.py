@@ -356,3 +356,18 @@ def test_visa_layout_reads_with_anomalibs_visa_datamodule(tmp_path):
     item = datamodule.test_data[int(test.index[test.label_index == 1][0])]
     assert item.gt_mask.shape[-2:] == (1168, 1284)
     assert bool(item.gt_mask.any())
+
+
+def test_cli_real_size_layout_and_defect_flags(tmp_path, capsys):
+    from anomalib_npgmf.data.synthetic import main_generate
+
+    argv = ["--root", str(tmp_path), "--category", "v", "--layout", "visa", "--image-size", "160x96", "--n-train", "2"]
+    argv += ["--n-test-good", "1", "--n-test-per-defect", "2", "--defects", "scratch", "extra_circle"]
+    assert main_generate(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "test/bad 4 images" in out
+    assert "scratch 2 images" in out
+    assert "missing_circle" not in out  # only the chosen defect kinds
+    assert Image.open(tmp_path / "v/test/bad/000.JPG").size == (160, 96)
+    with pytest.raises(SystemExit):
+        main_generate([*argv[:6], "--image-size", "160x"])

@@ -166,3 +166,17 @@ def test_a_run_that_never_validates_still_writes_a_calibrated_checkpoint(data, t
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     flags = [value for key, value in state.items() if key.endswith("_norm.fitted")]
     assert flags and all(bool(flag) for flag in flags)
+
+
+def test_with_one_training_image_the_fit_reads_it_not_the_test_set(data):
+    """Nothing can be held out of a single image: calibrate on the training image, never fall back to the test set."""
+    from anomalib.data import MVTecAD
+
+    from anomalib_npgmf.models.common.calibration import hold_out_normals
+
+    datamodule = MVTecAD(root=data / "ad", category="ad_box", num_workers=0)
+    datamodule.setup()
+    datamodule.train_data = datamodule.train_data.subsample([0])
+    calibration = hold_out_normals(datamodule)
+    assert calibration is datamodule.train_data
+    assert len(datamodule.train_data) == 1

@@ -49,7 +49,8 @@ def hold_out_indices(groups: Sequence[str], fraction: float, seed: int) -> list[
 
 def hold_out_normals(datamodule: Any, fraction: float = HOLD_OUT_FRACTION) -> Any | None:
     """The held-out training normals of ``datamodule`` (removed from its ``train_data``), or ``None`` when its
-    validation split is test-free (use it) or there is nothing to hold out.
+    validation split is test-free (use it). With a single training image per category nothing can be held out: the
+    training images themselves are returned (still no test image).
 
     Idempotent per datamodule: a second fit (or a resumed one) gets the same slice and removes nothing more.
     """
@@ -64,10 +65,10 @@ def hold_out_normals(datamodule: Any, fraction: float = HOLD_OUT_FRACTION) -> An
     groups = [str(name) for name in samples["category"]] if "category" in samples.columns else [""] * len(samples)
     seed = getattr(datamodule, "seed", None)
     held = hold_out_indices(groups, fraction, 0 if seed is None else int(seed))
-    if not held:
+    if not held:  # one image per category: calibrate on the training images rather than on the test set
         logger.warning("Too few training images to hold any out for calibration; calibrating on training images.")
-        setattr(datamodule, _HELD_OUT, None)
-        return None
+        setattr(datamodule, _HELD_OUT, train)
+        return train
     held_set = set(held)
     keep = [index for index in range(len(samples)) if index not in held_set]
     calibration = train.subsample(held)
