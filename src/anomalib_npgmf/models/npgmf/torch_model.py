@@ -212,15 +212,17 @@ class NpgmfModel(nn.Module):
         return outputs
 
     def _branch_map(self, teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Sum over levels of the upsampled cosine distance, blurred: (B, 1, H, W)."""
+        """Sum over levels of the upsampled cosine distance (B, 1, H, W), not yet smoothed."""
         total = 0.0
         for t, s in zip(teacher, student, strict=True):
             distance = cosine_distance_map(t, s).unsqueeze(1)
             total = total + F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
-        return self.blur(total)
+        return total
 
-    def raw_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Un-normalised map of each active part (used to fit the normalisation); the global one is constant.
+    def unsmoothed_maps(
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Un-normalised map of each active part before Gaussian smoothing; the global one is constant.
 
         With several categories and no ``category_index`` (inference, export) each image is routed to the category
         whose global Gaussian is nearest; that category's text prior and patch Gaussians then score it.
@@ -240,9 +242,15 @@ class NpgmfModel(nn.Module):
             maps["global"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
         if self.patch_prior is not None:
             distance = self.patch_prior(levels, category_index)
-            upsampled = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
-            maps["patch"] = self.blur(upsampled)
+            maps["patch"] = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
         return maps
+
+    def raw_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Un-normalised, smoothed map of each active part: what the quantile normalisation is fitted on."""
+        return {
+            part: part_map if part == "global" else self.blur(part_map)
+            for part, part_map in self.unsmoothed_maps(images, category_index).items()
+        }
 
     def normalizer(self, part: str) -> QuantileMapNormalizer:
         """The normalisation of ``part`` (one of :data:`PARTS`)."""
@@ -258,10 +266,17 @@ class NpgmfModel(nn.Module):
     def forward(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None
     ) -> dict[str, list[torch.Tensor] | torch.Tensor] | InferenceBatch:
-        """Training: features for the loss. Eval: ``InferenceBatch(pred_score, anomaly_map)``."""
+        """Training: features for the loss. Eval: ``InferenceBatch(pred_score, anomaly_map)``.
+
+        The fused map is smoothed once, after fusion. The blur is linear with unit gain and the normalisation is affine,
+        so this equals fusing the separately smoothed maps that the normalisation was fitted on (to float rounding),
+        at a quarter of the blur cost. It is also what keeps the OpenVINO export exact: OpenVINO's CPU plugin
+        (2026.4, f32) mis-adds the outputs of two large-kernel (>= 17 taps) convolutions, so summing separately
+        blurred maps came out wrong by up to the size of a whole map (issue 13; ``tests/models/test_export_parity.py``).
+        """
         if self.training:
             return self.reconstruct(images, category_index)
-        anomaly_map = self.fuse(self.raw_maps(images, category_index))
+        anomaly_map = self.blur(self.fuse(self.unsmoothed_maps(images, category_index)))
         pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
