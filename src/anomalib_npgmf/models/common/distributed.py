@@ -18,13 +18,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
-    """Make every rank hold rank 0's ``tensor`` (used for random choices such as dead-code restarts)."""
-    if is_distributed():
-        dist.broadcast(tensor, src=0)
-    return tensor
-
-
 def gather_unique_by_key(keys: Sequence[Hashable], values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Gather ``values`` from all ranks and keep one per key, ordered by key.
 

@@ -36,7 +36,6 @@ class FrozenEncoder(nn.Module):
             out_indices=tuple(out_indices),
         )
         self.channels: list[int] = list(self.model.feature_info.channels())
-        self.reductions: list[int] = list(self.model.feature_info.reduction())
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.model.eval()
