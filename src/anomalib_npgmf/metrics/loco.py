@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomalib_npgmf.data.mvtec_loco import anomaly_type_of, load_defect_regions
+from anomalib_npgmf.ground_truth import anomaly_type_of, load_defect_regions
 from anomalib_npgmf.utils import atomic_write_text
 
 from .functional import au_spro

@@ -16,6 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from anomalib_npgmf.utils import atomic_write
+from anomalib_npgmf.utils.distributed import gather_unique_by_key
 
 from .functional import rank_auroc
 
@@ -112,8 +113,6 @@ class PerCategoryImageAUROC(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Gather over ranks, compute the table, log it and (rank 0) write it."""
-        from anomalib_npgmf.models.common.distributed import gather_unique_by_key  # models import this module
-
         gathered = gather_unique_by_key(self._paths, self._values)
         if not gathered:
             logger.warning("PerCategoryImageAUROC: no test image had a path, label and score; no table.")

@@ -21,7 +21,7 @@ from anomalib.metrics import AnomalibMetric
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from anomalib_npgmf.data.mvtec_loco import anomaly_type_of, load_defect_regions
+from anomalib_npgmf.ground_truth import anomaly_type_of, load_defect_regions
 
 from .functional import _as_numpy_map, integrate_to_limit, rank_auroc
 

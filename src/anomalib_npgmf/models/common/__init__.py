@@ -1,5 +1,6 @@
 """Pieces both models share: export defaults, offline weights, DDP-safe normalisation, safe checkpoints."""
 
+from anomalib_npgmf.utils.distributed import gather_unique_by_key
 from anomalib_npgmf.utils.seeding import honour_cli_seed
 
 from .batches import CheckedEvaluationSteps, batch_image_paths, check_finite_images
@@ -12,7 +13,6 @@ from .checkpoint import (
     check_version,
     stamp_version,
 )
-from .distributed import gather_unique_by_key
 from .export import PluginExportMixin
 from .normalization import QuantileMapNormalizer
 from .weights import MissingWeightsError, create_timm_encoder, resolve_weights_file

@@ -1,34 +1,8 @@
-"""Small DDP helpers: every statistic we compute on data must come out the same on 1 rank or N ranks."""
+"""Old home of two DDP helpers, kept only for ``models/npgmf/components/codebook.py``, which imports them from here.
 
-from collections.abc import Hashable, Sequence
+The helpers live in :mod:`anomalib_npgmf.utils.distributed` (the metrics need them too, and metrics sit below models).
+"""
 
-import torch
-from torch import distributed as dist
+from anomalib_npgmf.utils.distributed import all_reduce_sum, is_distributed
 
-
-def is_distributed() -> bool:
-    """True inside an initialised process group with more than one rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (no-op on one process) and return it."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def gather_unique_by_key(keys: Sequence[Hashable], values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Gather ``values`` from all ranks and keep one per key, ordered by key.
-
-    A ``DistributedSampler`` pads the last batch with repeated samples, so plain concatenation would count some
-    images twice and give another quantile than one process would. Keying by image path removes the padding and
-    makes the result independent of the number of ranks.
-    """
-    pairs = list(zip(keys, (value.detach().cpu() for value in values), strict=True))
-    if is_distributed():
-        gathered: list[list] = [[] for _ in range(dist.get_world_size())]
-        dist.all_gather_object(gathered, pairs)
-        pairs = [pair for rank_pairs in gathered for pair in rank_pairs]
-    unique = dict(sorted(pairs, key=lambda pair: str(pair[0])))
-    return list(unique.values())
+__all__ = ["all_reduce_sum", "is_distributed"]

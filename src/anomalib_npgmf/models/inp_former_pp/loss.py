@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import distributed as dist
 from torch import nn
 
-from anomalib_npgmf.models.common.distributed import all_reduce_sum, is_distributed
+from anomalib_npgmf.utils.distributed import all_reduce_sum, is_distributed
 
 
 class _ScaleGradient(torch.autograd.Function):
