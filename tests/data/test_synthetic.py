@@ -371,3 +371,108 @@ def test_cli_real_size_layout_and_defect_flags(tmp_path, capsys):
     assert Image.open(tmp_path / "v/test/bad/000.JPG").size == (160, 96)
     with pytest.raises(SystemExit):
         main_generate([*argv[:6], "--image-size", "160x"])
+
+
+# ---------------------------------------------------------------------- screws: the held-out hard case (issue 18)
+SCREWS_NAMES = [spec.name for spec in SCENES["screws"].defects]
+
+
+@pytest.mark.parametrize("defect", [None, *SCREWS_NAMES])
+def test_screws_rules_hold_on_normals_and_each_defect_breaks_exactly_its_rule(defect):
+    from anomalib_npgmf.data.scenes import screws_violations
+
+    surface_only = {"scratch", "contamination"}  # drawn on top of a tray that keeps every part rule
+    for seed in range(25):
+        parts = scenes_plan(seed, defect)
+        expected = set() if defect is None or defect in surface_only else {defect}
+        assert screws_violations(parts) == expected, (seed, [(p.kind, round(p.length, 1)) for p in parts])
+
+
+def scenes_plan(seed, defect):
+    from anomalib_npgmf.data.scenes import plan_screws
+
+    return plan_screws(np.random.default_rng(seed), defect)
+
+
+def _part_components(defect, seed):
+    """Connected blobs of part colour (steel or brass) in a clean drawing of one tray."""
+    from anomalib_npgmf.data.scenes import Canvas, draw_screws
+
+    canvas = Canvas(128)
+    draw_screws(canvas, np.random.default_rng(seed), defect)
+    image = canvas.image
+    steel = image[..., 2] - image[..., 0] > -5  # the tray and its rim are red-heavy; steel is bluish
+    brass = (image[..., 0] - image[..., 2] > 100) & (image[..., 1] > 120)
+    count, _ = cv2_components(steel | brass)
+    return count
+
+
+def cv2_components(mask):
+    import cv2
+
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    return count - 1, labels
+
+
+@pytest.mark.parametrize(("defect", "parts"), [(None, 8), ("missing_part", 7), ("extra_part", 9), ("wrong_kind", 8)])
+def test_screws_parts_are_separate_and_countable_in_the_pixels(defect, parts):
+    assert [_part_components(defect, seed) for seed in range(6)] == [parts] * 6
+
+
+def test_screws_parts_have_no_place_so_a_per_cell_count_cannot_see_a_missing_one():
+    counts, octants = [], set()
+    for seed in range(120):
+        parts = scenes_plan(seed, None)
+        counts.append(sum(part.x < 64 and part.y < 64 for part in parts))
+        octants |= {int(part.angle // (np.pi / 4)) for part in parts if part.length}
+    assert octants == set(range(8))  # bolts lie at any angle
+    # normal trays put 0 to 4 parts in one quadrant: one part more or less there is within the normal spread
+    assert len(set(counts)) >= 4
+    assert np.std(counts) > 0.7
+
+
+@pytest.fixture(scope="module")
+def screws(tmp_path_factory):
+    return generate_demo_dataset(tmp_path_factory.mktemp("screws"), "demo_screws", scene="screws", seed=3, **SMALL)
+
+
+def test_screws_writes_every_defect_with_non_empty_masks_and_loco_config(screws):
+    config = {e["defect_name"]: e for e in json.loads((screws / "defects_config.json").read_text())}
+    assert list(config) == SCREWS_NAMES
+    assert config["missing_part"] == {
+        "defect_name": "missing_part",
+        "pixel_value": 221,
+        "saturation_threshold": 120,  # absolute: about one part's area at 128 px
+        "relative_saturation": False,
+    }
+    assert all(
+        e["relative_saturation"] and e["saturation_threshold"] == 1.0 for n, e in config.items() if n != "missing_part"
+    )
+    types = json.loads((screws / "defect_types.json").read_text())
+    assert sorted(types.values()) == sorted(SCREWS_NAMES * 2)
+    for key, defect in types.items():
+        masks = sorted((screws / "ground_truth" / key.split("/")[1] / key.split("/")[2]).glob("*.png"))
+        values = [np.asarray(Image.open(m)) for m in masks]
+        assert values and all(v.any() for v in values)
+        assert {int(v.max()) for v in values} == {config[defect]["pixel_value"]}
+    missing = [k for k, d in types.items() if d == "missing_part"]
+    for key in missing:  # LOCO marks where the missing part could have been: the whole tray
+        mask = np.asarray(Image.open(screws / "ground_truth" / key.split("/", 1)[1] / "000.png"))
+        assert (mask > 0).mean() > 0.6
+
+
+def test_screws_same_seed_same_bytes_other_seed_other_bytes(tmp_path, screws):
+    again = generate_demo_dataset(tmp_path / "a", "demo_screws", scene="screws", seed=3, **SMALL)
+    other = generate_demo_dataset(tmp_path / "b", "demo_screws", scene="screws", seed=4, **SMALL)
+    assert _digest(again) == _digest(screws)
+    assert _digest(other) != _digest(screws)
+
+
+def test_cli_generates_the_screws_scene(tmp_path, capsys):
+    from anomalib_npgmf.data.synthetic import main_generate
+
+    argv = ["--root", str(tmp_path), "--category", "s", "--scene", "screws", "--n-train", "2", "--n-val", "1"]
+    assert main_generate([*argv, "--n-test-good", "1", "--n-test-per-defect", "1", "--defects", "wrong_kind"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "logical wrong_kind 1 images" in out
+    assert json.loads((tmp_path / "s/generation.json").read_text())["scene"] == "screws"

@@ -55,7 +55,8 @@ def generate_demo_dataset(
         n_test_good: Normal test images.
         n_test_per_defect: Test images per defect kind.
         seed: Random seed; the same parameters give byte-identical files.
-        scene: ``"box"`` (circles, a bar and a square in two compartments) or ``"pins"`` (one pin per grid cell).
+        scene: ``"box"`` (circles, a bar and a square in two compartments), ``"pins"`` (one pin per grid cell) or
+            ``"screws"`` (loose bolts, washers and nuts anywhere at any angle; held out, never used for tuning).
         overwrite: Replace an existing, different category folder.
         layout: ``"mvtec_loco"``, ``"mvtec_ad"`` or ``"visa"``.
         defects: Draw only these defect kinds of the scene (fewer test images, e.g. one logical and one structural
