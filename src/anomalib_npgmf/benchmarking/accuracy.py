@@ -33,6 +33,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
 from anomalib_npgmf.benchmarking import builders, failure_reason
+from anomalib_npgmf.benchmarking.probe import PROBE_ROWS
 from anomalib_npgmf.data import generate_demo_dataset
 from anomalib_npgmf.metrics import LocoResults
 from anomalib_npgmf.utils import atomic_write_text
@@ -78,6 +79,7 @@ MODELS: dict[str, tuple[Callable[[int, bool], object], bool]] = {  # name -> (bu
     "efficient_ad": (_anomalib("EfficientAd"), True),
     "inp_former_pp": (_inp_former(ours=True), True),
     "inp_former": (_inp_former(ours=False), True),
+    **PROBE_ROWS,  # no-training pooled-Gaussian baseline (issue 18)
 }
 # anomalib's EfficientAd refuses any other training batch size.
 TRAIN_BATCH_SIZE = {"efficient_ad": 1}
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--scenes", "--scene", nargs="+", default=["box"], help="generated scenes (box, pins)")
+    parser.add_argument("--scenes", "--scene", nargs="+", default=["box"], help="generated scenes (box, pins, screws)")
     parser.add_argument("--root", type=Path, help="real LOCO-layout root (skips generation)")
     parser.add_argument("--category", nargs="+", help="categories under --root")
     parser.add_argument("--pretrained", action="store_true", help="pretrained backbones (needs local weights)")
