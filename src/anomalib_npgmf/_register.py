@@ -4,7 +4,8 @@ anomalib 2.7 finds models only among the subclasses of ``AnomalibModule`` that a
 entry-point discovery. The ``anomalib_npgmf_startup.pth`` / ``.start`` file shipped in the wheel calls
 :func:`install` at interpreter start. It adds a tiny ``sys.meta_path`` finder that waits for ``anomalib.models`` to be
 imported and, right after that module finishes executing, imports :mod:`anomalib_npgmf.models` so our classes exist
-as subclasses by the time anomalib's CLI or ``get_model`` looks for them.
+as subclasses by the time anomalib's CLI or ``get_model`` looks for them (through
+:func:`anomalib_npgmf.utils.compat.after_anomalib_models`, where every patch to anomalib lives).
 
 Rules this module keeps (tested in ``tests/test_register.py``): it imports only :mod:`sys` at start-up, never torch
 or anomalib; it costs well under 5 ms; and when anomalib is absent nothing happens at all. Set
@@ -14,23 +15,17 @@ or anomalib; it costs well under 5 ms; and when anomalib is absent nothing happe
 import sys
 
 _WATCHED = "anomalib.models"
-_PLUGIN = "anomalib_npgmf.models"
 
 
 def _register_plugin_models() -> None:
-    """Import our model classes; a failure is reported once, never raised into anomalib's own import."""
+    """Hand over to :func:`anomalib_npgmf.utils.compat.after_anomalib_models` (imports our models, then anomalib's
+    fixes); a failure is reported once, never raised into anomalib's own import."""
     try:
-        __import__(_PLUGIN)
+        from anomalib_npgmf.utils.compat import after_anomalib_models
     except Exception as error:
         sys.stderr.write(f"anomalib-npgmf: models not registered ({type(error).__name__}: {error})\n")
         return
-    if "anomalib.cli.cli" in sys.modules:  # anomalib's CLI is starting: suggest a name for a misspelt --model
-        try:
-            from anomalib_npgmf.utils.model_names import hint_misspelt_cli_model
-
-            hint_misspelt_cli_model()
-        except Exception:  # a hint must never break anomalib's CLI
-            pass
+    after_anomalib_models()
 
 
 class _LoaderWrapper:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from anomalib_npgmf.utils import seeding
+from anomalib_npgmf.utils import compat
 
 from .conftest import CATEGORY, TINY_NPGMF, subprocess_environment, tiny_datamodule, tiny_engine, tiny_model
 
@@ -95,9 +95,9 @@ def test_cli_seed_wrapper_seeds_only_integer_seeds(monkeypatch):
 
     seen: list[object] = []
     monkeypatch.setattr(config_module, "update_config", lambda config: seen.append(config) or config)
-    assert seeding.honour_cli_seed(force=True)
+    assert compat.honour_cli_seed(force=True)
     wrapped = config_module.update_config
-    assert seeding.honour_cli_seed(force=True) and config_module.update_config is wrapped  # idempotent
+    assert compat.honour_cli_seed(force=True) and config_module.update_config is wrapped  # idempotent
     wrapped({"seed_everything": 7})
     first = torch.rand(3)
     wrapped({"seed_everything": 7})

@@ -45,28 +45,19 @@ def inp_former_pp(image_size: int, crop_size: int, variant: str = "inp_former_pp
 def anomalib_inp_former(image_size: int, crop_size: int) -> Any:
     """anomalib's InpFormer on the same ViT-S/14-reg4, random init.
 
-    anomalib's InpFormer always asks timm for pretrained weights (a download, impossible offline), so
-    ``timm.create_model`` is wrapped to force ``pretrained=False`` while it is built.
+    anomalib's InpFormer always asks timm for pretrained weights (a download, impossible offline), so it is built
+    inside :func:`~anomalib_npgmf.utils.compat.timm_random_init`.
     """
-    import timm
     from anomalib.models import InpFormer
-    from anomalib.models.components.feature_extractors import timm as timm_extractor
 
-    original = timm.create_model
+    from anomalib_npgmf.utils.compat import timm_random_init
 
-    def random_init(*args: object, **kwargs: object) -> object:
-        kwargs["pretrained"] = False
-        return original(*args, **kwargs)
-
-    timm_extractor.timm.create_model = random_init
-    try:
+    with timm_random_init():
         return InpFormer(
             encoder_name=INP_BACKBONE,
             pre_processor=InpFormer.configure_pre_processor((image_size, image_size), crop_size),
             visualizer=False,
         )
-    finally:
-        timm_extractor.timm.create_model = original
 
 
 def anomalib_baseline(name: str, image_size: int, pretrained: bool = False) -> Any:

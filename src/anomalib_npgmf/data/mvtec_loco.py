@@ -14,7 +14,6 @@ from pathlib import Path
 from anomalib.data import ImageItem
 from anomalib.data.datamodules.image.mvtec_loco import MVTecLOCO as AnomalibMVTecLOCO
 from anomalib.data.datasets.base import AnomalibDataset
-from anomalib.data.datasets.image.mvtec_loco import MVTecLOCODataset as AnomalibMVTecLOCODataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
@@ -83,8 +82,13 @@ def make_loco_samples(category_root: Path, split: str | Split | None = None) -> 
     return samples
 
 
-class MVTecLOCORegionsDataset(AnomalibMVTecLOCODataset):
-    """anomalib's LOCO dataset with a pandas-3-safe sample table (items unchanged: anomalib ``ImageItem``)."""
+class MVTecLOCORegionsDataset(AnomalibDataset):
+    """anomalib's LOCO dataset (same arguments and attributes) with a pandas-3-safe sample table; items unchanged
+    (anomalib ``ImageItem``).
+
+    A direct ``AnomalibDataset`` subclass: anomalib's ``MVTecLOCODataset.__init__`` builds the table that crashes on
+    pandas 3, so inheriting from it would mean skipping its ``__init__``.
+    """
 
     def __init__(
         self,
@@ -93,7 +97,7 @@ class MVTecLOCORegionsDataset(AnomalibMVTecLOCODataset):
         augmentations: Transform | None = None,
         split: str | Split | None = None,
     ) -> None:
-        AnomalibDataset.__init__(self, augmentations=augmentations)
+        super().__init__(augmentations=augmentations)
         self.root_category = Path(root) / category
         self.category = category
         self.split = split

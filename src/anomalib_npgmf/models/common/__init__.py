@@ -1,7 +1,6 @@
 """Pieces both models share: export defaults, offline weights, DDP-safe normalisation, safe checkpoints."""
 
 from anomalib_npgmf.utils.distributed import gather_unique_by_key
-from anomalib_npgmf.utils.seeding import honour_cli_seed
 
 from .batches import CheckedEvaluationSteps, batch_image_paths, check_finite_images
 from .blur import SeparableGaussianBlur
@@ -16,9 +15,6 @@ from .checkpoint import (
 from .export import PluginExportMixin
 from .normalization import QuantileMapNormalizer
 from .weights import MissingWeightsError, create_timm_encoder, resolve_weights_file
-
-# Our models are imported while anomalib's CLI module loads (start-up hook): make its --seed_everything seed.
-honour_cli_seed()
 
 __all__ = [
     "AtomicCheckpointIO",

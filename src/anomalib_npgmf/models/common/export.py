@@ -14,14 +14,12 @@ may keep parts of its graph in FP32 (:meth:`PluginExportMixin.int8_ignored_scope
 differences of features, and quantising the scoring tail turns them into noise.
 """
 
-import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OPSET = 18
-logger = logging.getLogger(__name__)
 
 
 class PluginExportMixin:
@@ -56,24 +54,18 @@ class PluginExportMixin:
         return None
 
     def _post_training_quantization_ov(self, model: Any, datamodule: Any = None) -> Any:
-        """anomalib's INT8 PTQ (calibrated on the validation images), honouring :meth:`int8_ignored_scope`."""
-        import nncf
+        """anomalib's INT8 PTQ (see :func:`~anomalib_npgmf.utils.compat.post_training_quantization_ov`), honouring
+        :meth:`int8_ignored_scope` and never calibrating on test images: without a validation folder
+        (``same_as_test``) the held-out training normals calibrate."""
+        from anomalib_npgmf.utils.compat import post_training_quantization_ov
 
-        if datamodule is None:
-            msg = "INT8_PTQ export needs a datamodule (its validation images calibrate the quantisers): pass --data"
-            raise ValueError(msg)
         from .calibration import calibration_loader, hold_out_normals
 
-        datamodule.setup("fit")
-        if model.input(0).partial_shape[0].is_static:
-            datamodule.train_batch_size = model.input(0).shape[0]
-        # never calibrate on test images: without a validation folder (same_as_test) use the held-out training normals
-        held_out = hold_out_normals(datamodule)
-        loader = datamodule.val_dataloader() if held_out is None else calibration_loader(datamodule, held_out)
-        if len(loader.dataset) < 300:  # as anomalib warns
-            logger.warning(f">300 images recommended for INT8 quantization, found only {len(loader.dataset)} images")
-        calibration = nncf.Dataset(loader, lambda batch: batch["image"])
-        return nncf.quantize(model, calibration, ignored_scope=self.int8_ignored_scope(model))
+        def loader(prepared: Any) -> Any:
+            held_out = hold_out_normals(prepared)
+            return prepared.val_dataloader() if held_out is None else calibration_loader(prepared, held_out)
+
+        return post_training_quantization_ov(model, datamodule, self.int8_ignored_scope(model), loader)
 
 
 def frozen_encoder_convolutions(model: Any, encoder_weight_shapes: Iterable[tuple[int, ...]]) -> set[str]:
