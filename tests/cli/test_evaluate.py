@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
     generate_demo_dataset(root, "demo_box", n_train=16, n_val=6, n_test_good=6, n_test_per_defect=2)
     torch.manual_seed(0)
     model = Npgmf(
+        variant="plus",
         backbone="resnet18",
         pre_trained=False,
         image_size=64,

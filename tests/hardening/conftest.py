@@ -13,6 +13,7 @@ import torch
 IMAGE_SIZE = 64
 CATEGORY = "demo_box"
 TINY_NPGMF: dict[str, Any] = {
+    "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
     "backbone": "resnet18",
     "pre_trained": False,
     "image_size": IMAGE_SIZE,

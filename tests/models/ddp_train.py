@@ -32,6 +32,7 @@ def _inp_former_pp_tiny_settings() -> dict:
 
 
 TINY_NPGMF = {
+    "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
     "backbone": "resnet18",
     "pre_trained": False,
     "image_size": 64,

@@ -8,6 +8,7 @@ import torch
 from anomalib_npgmf.models.common.calibration import hold_out_indices
 
 TINY = {
+    "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
     "backbone": "resnet18",
     "pre_trained": False,
     "image_size": 64,

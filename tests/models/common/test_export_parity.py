@@ -41,19 +41,20 @@ INP_BASE = {
     "backbone_kwargs": {"depth": 4, "embed_dim": 32, "num_heads": 2, "img_size": 28},
 }
 CASES = [
-    # Npgmf's constructor defaults (= configs/npgmf/mvtec_loco.yaml's shape): 256 px, strides (2, 2), K 256, priors on
+    # Npgmf's constructor defaults (= configs/npgmf/mvtec_loco.yaml's shape): the paper variant, 256 px, strides (2, 2),
+    # K 256; and configs/npgmf/mvtec_loco_plus.yaml's (both priors, raw embedding)
     Case("npgmf-default-256", "Npgmf", {}),
-    Case("npgmf-256-priors-off", "Npgmf", {"use_global_prior": False, "use_patch_prior": False}),
+    Case("npgmf-plus-256", "Npgmf", {"variant": "plus"}),
     Case(
-        "npgmf-256-strides11-priors-off",
-        "Npgmf",
-        {"oce_strides": (1, 1), "use_global_prior": False, "use_patch_prior": False},
+        "npgmf-plus-256-priors-off", "Npgmf", {"variant": "plus", "use_global_prior": False, "use_patch_prior": False}
     ),
+    Case("npgmf-256-strides11", "Npgmf", {"oce_strides": (1, 1)}),
     # configs/npgmf/demo_cpu.yaml
     Case(
         "npgmf-demo-128",
         "Npgmf",
         {
+            "variant": "plus",
             "image_size": 128,
             "bottleneck_channels": 128,
             "oce_strides": (2, 1),
@@ -65,24 +66,52 @@ CASES = [
     Case(
         "npgmf-tiny-64",
         "Npgmf",
-        {"image_size": 64, "bottleneck_channels": 64, "oce_strides": (1, 1), "codebook_size": 32, "prior_channels": 16},
+        {
+            "variant": "plus",
+            "global_in_map": True,
+            "image_size": 64,
+            "bottleneck_channels": 64,
+            "oce_strides": (1, 1),
+            "codebook_size": 32,
+            "prior_channels": 16,
+        },
     ),
     Case(
         "npgmf-tiny-256",
         "Npgmf",
-        {"bottleneck_channels": 64, "oce_strides": (1, 1), "codebook_size": 32, "prior_channels": 16},
+        {
+            "variant": "plus",
+            "bottleneck_channels": 64,
+            "oce_strides": (1, 1),
+            "codebook_size": 32,
+            "prior_channels": 16,
+        },
     ),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",
         "Npgmf",
-        {"image_size": (96, 128), "use_logical": False, "use_global_prior": False},
+        {"image_size": (96, 128), "use_logical": False, "use_patch_prior": True},
     ),
-    # configs/npgmf/demo_multiclass_cpu.yaml and mvtec_loco_multiclass.yaml: the graph routes by itself
+    # configs/npgmf/demo_multiclass_cpu.yaml and mvtec_loco_multiclass.yaml: the graph routes by itself (by the global
+    # prior in the plus variant, by a routing-only Gaussian in the paper variant)
+    Case(
+        "npgmf-multiclass-paper-128",
+        "Npgmf",
+        {
+            "image_size": 128,
+            "bottleneck_channels": 64,
+            "oce_strides": (2, 1),
+            "codebook_size": 32,
+            "prior_channels": 16,
+        },
+        categories=("demo_box", "demo_pins"),
+    ),
     Case(
         "npgmf-multiclass-128",
         "Npgmf",
         {
+            "variant": "plus",
             "image_size": 128,
             "bottleneck_channels": 128,
             "oce_strides": (2, 1),

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from anomalib_npgmf.models.npgmf.components import GroupedVectorQuantizer
@@ -62,13 +63,73 @@ def test_ema_codes_converge_to_cluster_centres_and_are_used():
     assert 0.0 < float(usage[0]) <= 1.0
 
 
-def test_dead_codes_restart_on_the_worst_fitted_features():
-    quantizer = GroupedVectorQuantizer(dim=2, num_codes=4, num_codebooks=1, decay=0.5, dead_code_threshold=0.3)
+def test_dead_codes_restart_on_the_worst_fitted_features_within_restart_after_steps():
+    quantizer = GroupedVectorQuantizer(dim=2, num_codes=4, num_codebooks=1, restart_after=3, init_max_batches=1)
     quantizer.train()
-    quantizer(torch.zeros(1, 2, 2, 2))  # every code initialised at 0
+    quantizer(0.01 * torch.randn(1, 2, 2, 2))  # codes seeded near 0
     far = torch.zeros(1, 2, 2, 2)
     far[0, :, 0, 0] = torch.tensor([10.0, -10.0])
-    for _ in range(5):
+    for _ in range(4):
         quantizer(far)
     distances = torch.cdist(torch.tensor([[10.0, -10.0]]), quantizer.codes[0])
-    assert float(distances.min()) < 1.0, "the unused codes should have moved onto the far feature"
+    assert float(distances.min()) < 1.0, "an unused code should have moved onto the far feature"
+
+
+def _rich_tokens(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, 8, 4, 4) maps whose cells come from 64 well-separated centres (more patterns than codes)."""
+    centres = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)) * 3.0
+    picks = torch.randint(64, (batch * 16,), generator=generator)
+    cells = centres[picks] + 0.01 * torch.randn(batch * 16, 8, generator=generator)
+    return cells.reshape(batch, 4, 4, 8).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("num_codes", [8, 32])
+def test_codes_start_distinct_for_every_k(num_codes):
+    generator = torch.Generator().manual_seed(0)
+    quantizer = GroupedVectorQuantizer(dim=8, num_codes=num_codes, num_codebooks=1)
+    quantizer.train()
+    while not bool(quantizer.initialised):
+        quantizer(_rich_tokens(2, generator))
+    codes = quantizer.codes[0]
+    pairwise = torch.cdist(codes, codes) + torch.eye(num_codes) * 1e9
+    # seeded from the first batch alone, K codes were copies of the first batch's ~32 features: here all K differ
+    # by at least the centres' spacing (noise 0.01, centres ~3 apart)
+    assert float(pairwise.min()) > 0.5, f"duplicate codes among K={num_codes}"
+
+
+def test_features_pass_through_until_enough_were_seen():
+    quantizer = GroupedVectorQuantizer(dim=8, num_codes=32, num_codebooks=1, init_max_batches=3)
+    quantizer.train()
+    generator = torch.Generator().manual_seed(0)
+    first = _rich_tokens(1, generator)  # 16 features < 2 K = 64
+    quantised, commitment, _ = quantizer(first)
+    assert torch.equal(quantised, first) and float(commitment) == 0.0 and not bool(quantizer.initialised)
+    quantizer(_rich_tokens(1, generator))
+    quantizer(_rich_tokens(1, generator))  # the third batch reaches init_max_batches
+    assert bool(quantizer.initialised)
+
+
+def test_a_blanked_part_is_snapped_back_to_its_normal_code():
+    """An abnormal bottleneck cell (a part blanked in feature space) is decoded from the nearest normal code: the
+    decoder's input is then closer to the normal cell than without the codebook (what lets M_LAD repair it)."""
+    generator = torch.Generator().manual_seed(0)
+    content = torch.randn(4, 8, generator=generator)  # one part per cell, |content| ~ 2.8
+    position = torch.randn(4, 8, generator=generator) * 4.0  # the position embedding added before quantisation
+    normal_cells = content + position
+
+    def normal_batch(batch: int) -> torch.Tensor:
+        cells = normal_cells.repeat(batch, 1) + 0.01 * torch.randn(batch * 4, 8, generator=generator)
+        return cells.reshape(batch, 2, 2, 8).permute(0, 3, 1, 2)
+
+    quantizer = GroupedVectorQuantizer(dim=8, num_codes=16, num_codebooks=1)
+    quantizer.train()
+    for _ in range(40):
+        quantizer(normal_batch(8))
+    quantizer.eval()
+    anomalous = normal_batch(1)
+    anomalous[0, :, 0, 0] = position[0]  # part of cell 0 missing: only its position is left
+    quantised, _, _ = quantizer(anomalous)
+    without_codebook = float((anomalous[0, :, 0, 0] - normal_cells[0]).norm())
+    with_codebook = float((quantised[0, :, 0, 0] - normal_cells[0]).norm())
+    assert without_codebook > 1.0  # the blanked cell really is abnormal
+    assert with_codebook < 0.1 * without_codebook, (with_codebook, without_codebook)

@@ -42,19 +42,28 @@ def test_anomalib_test_wrote_the_loco_table_into_the_run_folder(trained_npgmf):
     assert all(0.0 <= value <= 1.0 for row in table.values() for value in row.values())
 
 
-def test_eval_scores_are_finite_and_ordered_like_maps(trained_npgmf):
+def test_eval_score_is_the_map_maximum_plus_the_image_level_prior_and_post_processing_keeps_its_order(
+    trained_npgmf,
+):
     _, images = _test_images(trained_npgmf)
     model = trained_npgmf.model.eval()
     with torch.no_grad():
         result = model(images)
+        inputs = model.pre_processor(images)
+        raw = model.model(inputs)
+        levels = model.model.encoder(inputs)[:-1]
+        image_level = model.model.fuse({"global": model.model.global_prior(levels)})
     assert torch.isfinite(result.pred_score).all()
     assert result.anomaly_map.shape[-2:] == (64, 64)
-    # image score = max of the fused map, through anomalib's monotone post-processing: ranking by score must not
-    # contradict ranking by map maximum (ties allowed: the post-processor clips)
-    maxima = result.anomaly_map.flatten(1).amax(dim=1)
-    assert maxima.unique().numel() > 1
-    scores_by_map_maximum = result.pred_score.reshape(-1)[torch.argsort(maxima)]
-    assert (scores_by_map_maximum.diff() >= 0).all(), (maxima, result.pred_score)
+    # global_in_map=False: the map holds what localises, the global prior's image-level part is added to its maximum
+    expected = raw.anomaly_map.flatten(1).amax(dim=1) + image_level
+    assert expected.unique().numel() > 1
+    # the same float32 numbers added once on both paths; 1e-6 allows a different reduction order inside amax/fuse
+    assert torch.allclose(raw.pred_score, expected, rtol=1e-6, atol=1e-6), (raw.pred_score, expected)
+    # anomalib's post-processing is monotone: ranking by score must not contradict ranking by raw score (ties allowed:
+    # the post-processor clips)
+    post_processed = result.pred_score.reshape(-1)[torch.argsort(raw.pred_score)]
+    assert (post_processed.diff() >= 0).all(), (raw.pred_score, result.pred_score)
 
 
 def test_checkpoint_reloads_with_weights_only_and_gives_the_same_scores(trained_npgmf):

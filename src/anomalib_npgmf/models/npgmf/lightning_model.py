@@ -53,6 +53,10 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
     """NPGMF: reverse distillation guided by normality priors, plus a structural branch, scores fused.
 
     Args:
+        variant: ``"paper"`` (default): the paper's model, M_LAD (OCE, codebooks, AGC, fusion decoder) and M_SAD
+            (reverse distillation), fused scores, nothing of ours. ``"plus"``: our additions on top (the global and
+            patch normality priors, and the raw OCE embedding beside the codes). Each addition is also its own switch
+            (``use_global_prior``, ``use_patch_prior``, ``raw_embedding``); ``None`` takes the variant's value.
         backbone: Frozen timm CNN encoder. Paper: ``resnet101``; ``resnet18`` / ``wide_resnet50_2`` for CPUs.
         pre_trained: Use pretrained encoder and CLIP weights (the paper's setting). They are read from local files
             only (``backbone_weights``, ``clip_weights`` or ``$ANOMALIB_NPGMF_WEIGHTS_DIR``); missing files fail at
@@ -63,8 +67,9 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         category: Category name fed to the text prior; by default the datamodule's ``category``.
         categories: One model for several categories [ours]: their names, in the order of the datamodule
             (``MultiCategory``). Each training image is conditioned on its own category's text prior; at inference
-            (and in the exported graph) each image is routed to the category whose global Gaussian is nearest, and
-            scored with that category's text prior and Gaussians. ``test`` adds a per-category AUROC table.
+            (and in the exported graph) each image is routed to the category whose Gaussian of pooled encoder features
+            is nearest (the global prior's, or with it off a whole-image one used for routing only), and scored with
+            that category's text prior (and Gaussians). ``test`` adds a per-category AUROC table.
         image_size: Fixed (H, W) the pre-processor resizes to; the exported graph has this size.
         bottleneck_channels: Width of both bottlenecks.
         oce_strides: Strides of the OCE's two convolutions on f_E^5 (paper ``(2, 2)``).
@@ -73,8 +78,13 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         prior_channels: Channels of the category prior map; ``0`` disables AGC (ablation).
         use_logical: Keep the logical branch M_LAD (ablation switch).
         use_structural: Keep the structural branch M_SAD (ablation switch).
-        use_global_prior: Keep M_LAD's global normality prior (image-level Gaussian of pooled features).
-        use_patch_prior: Keep M_SAD's patch normality prior (per-position Gaussian of local features) [ours].
+        use_global_prior: M_LAD's global normality prior (image-level Gaussian of pooled features) [ours].
+        use_patch_prior: M_SAD's patch normality prior (per-position Gaussian of local features) [ours].
+        raw_embedding: Feed the raw OCE embedding to M_LAD's decoder beside codes and prior [ours; the paper's text
+            reads as "instead of" the raw bottleneck, so the paper variant leaves it out].
+        global_in_map: With the global prior: spread its image-level distance over the whole anomaly map (``True``,
+            the behaviour before issue 16) or add it to the image score only (``False``, default): the map then
+            holds only what localises, and the image score is the same either way.
         patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
@@ -84,6 +94,7 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
 
     def __init__(
         self,
+        variant: str = "paper",
         backbone: str = "resnet101",
         pre_trained: bool = True,
         backbone_weights: str | None = None,
@@ -99,8 +110,10 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         prior_channels: int = 64,
         use_logical: bool = True,
         use_structural: bool = True,
-        use_global_prior: bool = True,
-        use_patch_prior: bool = True,
+        use_global_prior: bool | None = None,
+        use_patch_prior: bool | None = None,
+        raw_embedding: bool | None = None,
+        global_in_map: bool = False,
         patch_prior_dim: int = 64,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
@@ -110,6 +123,13 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         image_size = _as_size(image_size)
+        if variant not in VARIANTS:
+            msg = f"variant must be one of {sorted(VARIANTS)}, got {variant!r}"
+            raise ValueError(msg)
+        defaults = VARIANTS[variant]
+        use_global_prior = defaults["use_global_prior"] if use_global_prior is None else use_global_prior
+        use_patch_prior = defaults["use_patch_prior"] if use_patch_prior is None else use_patch_prior
+        raw_embedding = defaults["raw_embedding"] if raw_embedding is None else raw_embedding
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
         super().__init__(
@@ -141,6 +161,8 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
             use_patch_prior=use_patch_prior,
             patch_prior_dim=patch_prior_dim,
             fusion_weights=tuple(fusion_weights),
+            raw_embedding=raw_embedding or codebook_size == 0,
+            global_in_map=global_in_map,
         )
         self.loss = NpgmfLoss()
         self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on
@@ -245,8 +267,7 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
             self._calibrate()
 
     def _calibrate(self) -> None:
-        priors = [prior for prior in (self.model.global_prior, self.model.patch_prior) if prior is not None]
-        if any(not bool(prior.fitted) for prior in priors):
+        if any(not bool(prior.fitted) for prior in self.model.image_priors):
             self.fit_priors(self.trainer.train_dataloader)
         self.fit_normalization(self.calibration_dataloaders())
         self._calibrated_at_step = self.trainer.global_step
@@ -265,29 +286,29 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
 
     @torch.no_grad()
     def fit_priors(self, dataloader: Iterable | None) -> None:
-        """Fit the global and patch normality priors on the (normal) training images, gathered over DDP ranks."""
+        """Fit the normality priors and the category router on the (normal) training images, gathered over DDP ranks.
+
+        Each image is encoded once; every prior reads its own statistic of the same features.
+        """
+        priors = self.model.image_priors
+        if not priors:
+            return
         if dataloader is None:
             logger.warning("Npgmf: no training dataloader to fit the normality priors on; they stay off.")
             return
-        global_prior, patch_prior = self.model.global_prior, self.model.patch_prior
         keys: list[str] = []
-        descriptors: list[torch.Tensor] = []
-        patches: list[torch.Tensor] = []
+        samples: list[list[torch.Tensor]] = [[] for _ in priors]
         indices: list[torch.Tensor] = []
         for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
             *levels, _ = self.model.encoder(images)
-            if global_prior is not None:
-                descriptors.extend(global_prior.descriptor(levels).cpu())
-            if patch_prior is not None:
-                patches.extend(patch_prior.features(levels).cpu())
+            for prior, collected in zip(priors, samples, strict=True):
+                collected.extend(prior.samples(levels).cpu())
             category_index = self.category_indices(paths)
             indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
             keys.extend(paths)
         category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
-        if global_prior is not None:
-            global_prior.fit(torch.stack(gather_unique_by_key(keys, descriptors)).to(self.device), category_index)
-        if patch_prior is not None:
-            patch_prior.fit(torch.stack(gather_unique_by_key(keys, patches)).to(self.device), category_index)
+        for prior, collected in zip(priors, samples, strict=True):
+            prior.fit(torch.stack(gather_unique_by_key(keys, collected)).to(self.device), category_index)
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:
@@ -386,6 +407,12 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
         check_version(checkpoint, type(self).__name__)
         super().on_load_checkpoint(checkpoint)
+
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "paper": {"use_global_prior": False, "use_patch_prior": False, "raw_embedding": False},
+    "plus": {"use_global_prior": True, "use_patch_prior": True, "raw_embedding": True},
+}
 
 
 def _checked_categories(category: str | None, categories: Sequence[str] | None) -> list[str]:

@@ -32,9 +32,12 @@ PARTS = ("logical", "structural", "global", "patch")  # the maps that are normal
 class LogicalBranch(nn.Module):
     """M_LAD: OCE bottleneck on f_E^5, snapped to normal codes, fused with the category prior, decoded.
 
-    [paper] the prior replaces the raw bottleneck as the decoder's input; [ours] fusion operator = concat + 1x1 conv
-    of [bottleneck, codes, prior map] at the bottleneck and concat of the prior map at every decoder stage; a learned
-    position embedding is added before quantisation so codes can depend on where a cell is.
+    [paper] "instead of feeding the compressed bottleneck to the decoder directly", the multi-semantic features of
+    normal samples (codes, category prior) are fused and decoded. Whether the raw OCE output also enters that fusion is
+    not settled by what we can read: ``raw_embedding`` switches it (``False``: the decoder sees only codes and prior, so
+    an abnormal bottleneck cannot bypass the codebook). [ours] fusion operator = concat + 1x1 conv at the bottleneck and
+    concat of the prior map at every decoder stage; a learned position embedding is added before quantisation so codes
+    can depend on where a cell is.
     """
 
     def __init__(
@@ -46,14 +49,19 @@ class LogicalBranch(nn.Module):
         prior: CategoryPrior | None,
         quantizer: GroupedVectorQuantizer | None,
         bottleneck_cells: tuple[int, int],
+        raw_embedding: bool = True,
     ) -> None:
         super().__init__()
+        if quantizer is None and not raw_embedding:
+            msg = "without codebooks (codebook_size=0) the decoder needs the raw OCE embedding: set raw_embedding=True"
+            raise ValueError(msg)
+        self.raw_embedding = raw_embedding
         self.oce = OneClassEmbedding(deepest_channels, bottleneck_channels, oce_strides)
         self.position = nn.Parameter(torch.zeros(1, bottleneck_channels, *bottleneck_cells))
         self.quantizer = quantizer
         self.prior = prior
         prior_channels = prior.out_channels if prior is not None else 0
-        fused_in = bottleneck_channels * (2 if quantizer is not None else 1) + prior_channels
+        fused_in = bottleneck_channels * (int(raw_embedding) + int(quantizer is not None)) + prior_channels
         self.fuse = nn.Conv2d(fused_in, bottleneck_channels, kernel_size=1)
         self.decoder = ReconstructionDecoder(bottleneck_channels, level_channels, prior_channels)
 
@@ -62,7 +70,7 @@ class LogicalBranch(nn.Module):
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Reconstruct ``levels`` from the prior-guided bottleneck; returns (reconstruction, commitment loss)."""
         embedding = self.oce(deepest) + self.position
-        parts = [embedding]
+        parts = [embedding] if self.raw_embedding else []
         commitment = embedding.new_zeros(())
         if self.quantizer is not None:
             codes, commitment, _ = self.quantizer(embedding)
@@ -110,6 +118,10 @@ class NpgmfModel(nn.Module):
         use_logical / use_structural: Ablation switches for the branches.
         use_global_prior: Add M_LAD's global normality prior (image-level Mahalanobis distance).
         use_patch_prior: Add M_SAD's patch normality prior (per-position Mahalanobis distance of local features).
+        raw_embedding: Feed the raw OCE embedding to M_LAD's decoder beside the codes and the prior.
+        global_in_map: Spread the global prior's image-level distance over every pixel of the anomaly map (it then also
+            raises the image score through the map's maximum). ``False``: it enters the image score only, and the map
+            holds only what localises; the image score is the same either way.
         patch_prior_dim: Channels the patch prior keeps (random subset of levels 1-3).
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
@@ -136,6 +148,8 @@ class NpgmfModel(nn.Module):
         patch_prior_dim: int = 64,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
+        raw_embedding: bool = True,
+        global_in_map: bool = False,
     ) -> None:
         super().__init__()
         if not (use_logical or use_structural or use_global_prior or use_patch_prior):
@@ -163,18 +177,24 @@ class NpgmfModel(nn.Module):
                 GroupedVectorQuantizer(bottleneck_channels, codebook_size, num_codebooks) if codebook_size else None
             )
             self.logical = LogicalBranch(
-                self.encoder.channels[3], level_channels, bottleneck_channels, oce_strides, prior, quantizer, cells
+                self.encoder.channels[3],
+                level_channels,
+                bottleneck_channels,
+                oce_strides,
+                prior,
+                quantizer,
+                cells,
+                raw_embedding=raw_embedding,
             )
         if use_structural:
             self.structural = StructuralBranch(level_channels, bottleneck_channels)
-        if num_categories > 1 and not use_global_prior:
-            msg = (
-                f"a model of {num_categories} categories routes each image to its category with the global prior: "
-                "use_global_prior must be true"
-            )
-            raise ValueError(msg)
         self.num_categories = int(num_categories)
         self.global_prior = GlobalNormalityPrior(level_channels, num_categories) if use_global_prior else None
+        # Several categories and no global prior (the paper variant): route by a Gaussian of whole-image channel means
+        # per category, a statistic used for routing only, never in the scores.
+        self.router: GlobalNormalityPrior | None = None
+        if num_categories > 1 and not use_global_prior:
+            self.router = GlobalNormalityPrior(level_channels, num_categories, grid=1)
         self.patch_prior: PatchNormalityPrior | None = None
         if use_patch_prior:
             grid = tuple(int(side) for side in self.encoder(torch.zeros(1, 3, *input_size))[1].shape[-2:])
@@ -187,6 +207,12 @@ class NpgmfModel(nn.Module):
         total = float(sum(weights))
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
+        self.global_in_map = bool(global_in_map)
+
+    @property
+    def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior]:
+        """The statistics fitted on the normal training images (no gradient): priors and the category router."""
+        return [prior for prior in (self.global_prior, self.patch_prior, self.router) if prior is not None]
 
     @property
     def prior(self) -> CategoryPrior | None:
@@ -229,8 +255,9 @@ class NpgmfModel(nn.Module):
         """
         *levels, deepest = self.encoder(images)
         global_distances = self.global_prior.distances(levels) if self.global_prior is not None else None
-        if category_index is None and self.num_categories > 1 and global_distances is not None:
-            category_index = GlobalNormalityPrior.route(global_distances)
+        if category_index is None and self.num_categories > 1:
+            routing = global_distances if self.router is None else self.router.distances(levels)
+            category_index = GlobalNormalityPrior.route(routing)
         outputs = self._reconstruct_features(levels, deepest, category_index)
         maps = {
             branch: self._branch_map(outputs["teacher"], outputs[branch])
@@ -257,7 +284,7 @@ class NpgmfModel(nn.Module):
         return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Normalise each part's map on its normal-image quantiles and take the weighted sum."""
+        """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum."""
         fused = 0.0
         for part, raw_map in raw.items():
             fused = fused + self.fusion_weights[part] * self.normalizer(part)(raw_map)
@@ -276,8 +303,12 @@ class NpgmfModel(nn.Module):
         """
         if self.training:
             return self.reconstruct(images, category_index)
-        anomaly_map = self.blur(self.fuse(self.unsmoothed_maps(images, category_index)))
+        maps = self.unsmoothed_maps(images, category_index)
+        image_level = None if self.global_in_map else maps.pop("global", None)
+        anomaly_map = self.blur(self.fuse(maps))
         pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
+        if image_level is not None:  # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
+            pred_score = pred_score + self.fuse({"global": image_level[:, 0, 0, 0]})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
 

@@ -8,6 +8,12 @@ combinations at the cost of G*K codes).
 Training is VQ-VAE style: straight-through gradients, commitment loss (beta = 0.25) and exponential-moving-average
 code updates. EMA sums and counts are all-reduced over DDP ranks, and dead codes are restarted at the worst-fitted
 features of the *global* batch (chosen by distance, not at random), so N ranks give the same codebook as one process.
+
+[ours] Initialisation and restarts (issue 16): the codes are seeded by k-means++ on a buffer of bottleneck features
+gathered over the first training batches (at least ``2 K`` features, or ``init_max_batches`` batches), so K distinct
+codes start on distinct normal patterns; until then the quantiser passes features through unchanged. (Seeded from the
+first batch alone, K = 32 / 128 / 512 had started as the same ~32 vectors repeated.) A code unused for
+``restart_after`` training steps is restarted; with the EMA-count rule it took ~690 steps.
 """
 
 import torch
@@ -27,7 +33,9 @@ class GroupedVectorQuantizer(nn.Module):
         num_codebooks: Channel groups, each with its own codebook (G).
         beta: Commitment-loss weight.
         decay: EMA decay of code statistics.
-        dead_code_threshold: A code whose EMA usage falls below this is restarted.
+        restart_after: A code not chosen by any feature for this many training steps is restarted.
+        init_max_batches: Initialise the codes after this many batches even if fewer than ``2 K`` features were seen.
+        seed: Seed of the k-means++ draws (the same on every rank, so DDP runs pick the same codes).
     """
 
     def __init__(
@@ -37,10 +45,15 @@ class GroupedVectorQuantizer(nn.Module):
         num_codebooks: int = 2,
         beta: float = 0.25,
         decay: float = 0.99,
-        dead_code_threshold: float = 1e-3,
+        restart_after: int = 20,
+        init_max_batches: int = 16,
+        seed: int = 0,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
+        if restart_after < 1 or init_max_batches < 1:
+            msg = f"restart_after and init_max_batches must be >= 1, got {restart_after} and {init_max_batches}"
+            raise ValueError(msg)
         if num_codes < 2 or num_codebooks < 1 or dim % num_codebooks:
             msg = (
                 f"codebook needs num_codes >= 2 and a channel count divisible by num_codebooks; got dim={dim}, "
@@ -53,12 +66,16 @@ class GroupedVectorQuantizer(nn.Module):
         self.group_dim = dim // num_codebooks
         self.beta = beta
         self.decay = decay
-        self.dead_code_threshold = dead_code_threshold
+        self.restart_after = int(restart_after)
+        self.init_max_batches = int(init_max_batches)
+        self.seed = int(seed)
         self.eps = eps
+        self._init_buffer: list[torch.Tensor] = []  # (G, N, D/G) features gathered before the codes exist
         codes = torch.randn(num_codebooks, num_codes, self.group_dim) / self.group_dim**0.5
         self.register_buffer("codes", codes)
         self.register_buffer("ema_count", torch.ones(num_codebooks, num_codes))
         self.register_buffer("ema_sum", codes.clone())
+        self.register_buffer("idle_steps", torch.zeros(num_codebooks, num_codes, dtype=torch.long))
         self.register_buffer("initialised", torch.tensor(False))
 
     def _tokens(self, features: torch.Tensor) -> torch.Tensor:
@@ -84,8 +101,11 @@ class GroupedVectorQuantizer(nn.Module):
         """
         batch, channels, height, width = features.shape
         tokens = self._tokens(features)
-        if self.training:
-            self._initialise_from(tokens.detach())
+        if self.training and not bool(self.initialised):
+            self._collect_for_initialisation(tokens.detach())
+            if not bool(self.initialised):  # still gathering: pass the features through unchanged
+                indices = torch.zeros(self.num_codebooks, batch, height, width, dtype=torch.long)
+                return features, features.new_zeros(()), indices.to(features.device)
         distances = self._distances(tokens)
         indices = distances.argmin(dim=-1)  # (G, N)
         quantised_tokens = torch.gather(
@@ -101,16 +121,20 @@ class GroupedVectorQuantizer(nn.Module):
         return quantised, commitment, indices.reshape(self.num_codebooks, batch, height, width)
 
     @torch.no_grad()
-    def _initialise_from(self, tokens: torch.Tensor) -> None:
-        """First batch: spread the codes over the first features seen (same on every rank)."""
-        if bool(self.initialised):
+    def _collect_for_initialisation(self, tokens: torch.Tensor) -> None:
+        """Buffer the features of the first batches (all ranks); seed the codes once there are enough."""
+        self._init_buffer.append(_gather_tokens(tokens))
+        gathered = sum(part.shape[1] for part in self._init_buffer)
+        if gathered < 2 * self.num_codes and len(self._init_buffer) < self.init_max_batches:
             return
-        candidates = _gather_tokens(tokens)
-        count = candidates.shape[1]
-        picks = torch.arange(self.num_codes) % count
-        self.codes.copy_(candidates[:, picks])
+        candidates = torch.cat(self._init_buffer, dim=1)
+        self._init_buffer = []
+        generator = torch.Generator().manual_seed(self.seed)
+        for group in range(self.num_codebooks):
+            self.codes[group] = kmeans_plus_plus(candidates[group], self.num_codes, generator)
         self.ema_sum.copy_(self.codes)
         self.ema_count.fill_(1.0)
+        self.idle_steps.zero_()
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -123,13 +147,14 @@ class GroupedVectorQuantizer(nn.Module):
         total = self.ema_count.sum(dim=1, keepdim=True)
         smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
         self.codes.copy_(self.ema_sum / smoothed.unsqueeze(-1))
+        self.idle_steps.add_(1).masked_fill_(counts > 0, 0)  # counts are global: every rank agrees
         self._restart_dead_codes(tokens, distances.min(dim=-1).values)
 
     @torch.no_grad()
     def _restart_dead_codes(self, tokens: torch.Tensor, nearest_distance: torch.Tensor) -> None:
         """Move unused codes onto the features the codebook fits worst (deterministic, rank-count independent)."""
         for group in range(self.num_codebooks):
-            dead = (self.ema_count[group] < self.dead_code_threshold).nonzero().flatten()
+            dead = (self.idle_steps[group] >= self.restart_after).nonzero().flatten()
             if dead.numel() == 0:
                 continue
             worst = _global_worst_tokens(tokens[group], nearest_distance[group], dead.numel())
@@ -137,11 +162,36 @@ class GroupedVectorQuantizer(nn.Module):
             self.codes[group, dead] = worst
             self.ema_sum[group, dead] = worst
             self.ema_count[group, dead] = 1.0
+            self.idle_steps[group, dead] = 0
 
     @torch.no_grad()
     def usage(self) -> torch.Tensor:
-        """Fraction of codes per codebook whose EMA usage is above the dead-code threshold."""
-        return (self.ema_count > self.dead_code_threshold).float().mean(dim=1)
+        """Fraction of codes per codebook chosen within the last ``restart_after`` training steps."""
+        return (self.idle_steps < self.restart_after).float().mean(dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # Checkpoints written before the idle-step restarts have no ``idle_steps``: start the count at zero.
+        state_dict.setdefault(f"{prefix}idle_steps", torch.zeros_like(self.idle_steps))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def kmeans_plus_plus(candidates: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` seeds from (N, D) ``candidates`` by k-means++ (each next seed drawn with probability ~ squared
+    distance to the nearest seed so far): distinct, spread-out codes. With fewer distinct candidates than ``count``
+    the rest repeat drawn candidates (they are restarted as dead codes later)."""
+    points = candidates.double().cpu()
+    first = int(torch.randint(points.shape[0], (1,), generator=generator))
+    chosen = [first]
+    nearest = (points - points[first]).pow(2).sum(-1)
+    for _ in range(count - 1):
+        total = float(nearest.sum())
+        if total <= 0.0:  # every candidate already chosen (or identical): repeat uniformly drawn ones
+            pick = int(torch.randint(points.shape[0], (1,), generator=generator))
+        else:
+            pick = int(torch.multinomial(nearest / total, 1, generator=generator))
+        chosen.append(pick)
+        nearest = torch.minimum(nearest, (points - points[pick]).pow(2).sum(-1))
+    return candidates[torch.tensor(chosen)]
 
 
 def _gather_tokens(tokens: torch.Tensor) -> torch.Tensor:

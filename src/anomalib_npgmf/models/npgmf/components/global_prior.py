@@ -125,6 +125,10 @@ class GlobalNormalityPrior(nn.Module):
         full = pooled_descriptor(levels, self.grid)
         return full if self.feature_index.numel() == full.shape[1] else full.index_select(1, self.feature_index)
 
+    def samples(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """What :meth:`fit` is fitted on, one row per image (the common interface of the fitted priors)."""
+        return self.descriptor(levels)
+
     @torch.no_grad()
     def fit(self, descriptors: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
         """Fit mean and shrunk precision per category on (N, D) descriptors of normal images (>= 2 per category)."""

@@ -77,6 +77,10 @@ class PatchNormalityPrior(nn.Module):
         """(B, P, d) features of each position (what :meth:`fit` collects from the normal images)."""
         return patch_features(levels, self.channel_index)
 
+    def samples(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """What :meth:`fit` is fitted on, one entry per image (the common interface of the fitted priors)."""
+        return self.features(levels)
+
     @torch.no_grad()
     def fit(self, features: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
         """Fit per-position mean and shrunk precision per category on (N, P, d) features (>= 2 images each)."""
