@@ -3,10 +3,11 @@
     python benchmarks/inp_former_pp/compare_inp_former.py --output results/inp_compare --epochs 5 --seeds 0
 
 Same generated LOCO-layout category, same ViT-S/14-reg4 architecture with random initialisation (no weights can be
-downloaded here; anomalib's InpFormer always asks timm for pretrained weights, so ``timm.create_model`` is wrapped to
-force ``pretrained=False`` for it), same resize/crop, same batch size and epochs, same seed. Scores are taken at the
-input size for both (``score_size=None`` for ours, anomalib never resizes). Writes ``compare.md`` (table), ``runs.csv``
-(every run) and ``lr_curves.csv`` (learning rate of every optimiser step of every run), each atomically.
+downloaded here; anomalib's InpFormer always asks timm for pretrained weights, so it is built inside
+``anomalib_npgmf.utils.compat.timm_random_init``), same resize/crop, same batch size and epochs, same seed. Models
+and names are those of ``anomalib_npgmf.benchmarking.registry``. Scores are taken at the input size for both
+(``score_size=None`` for ours, anomalib never resizes). Writes ``compare.md`` (table), ``runs.csv`` (every run) and
+``lr_curves.csv`` (learning rate of every optimiser step of every run), each atomically.
 """
 
 import argparse
@@ -20,7 +21,7 @@ import torch
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, seed_everything
 
-from anomalib_npgmf.benchmarking import builders
+from anomalib_npgmf.benchmarking import registry
 from anomalib_npgmf.data import MVTecLOCORegions, generate_demo_dataset
 from anomalib_npgmf.utils import atomic_write_text
 
@@ -36,10 +37,11 @@ class LearningRateRecorder(Callback):
         self.rates.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
 
 
+# the benchmark registry's names and builders, with this script's own crop size
 MODELS: dict[str, Callable[[int, int], object]] = {
-    "InpFormerPlusPlus (inp_former_pp)": lambda size, crop: builders.inp_former_pp(size, crop, "inp_former_pp"),
-    "InpFormerPlusPlus (inp_former)": lambda size, crop: builders.inp_former_pp(size, crop, "inp_former"),
-    "anomalib InpFormer": builders.anomalib_inp_former,
+    "InpFormerPlusPlus": lambda size, crop: registry.inp_former_pp(size, crop, "inp_former_pp"),
+    "InpFormerPlusPlus_inp_former": lambda size, crop: registry.inp_former_pp(size, crop, "inp_former"),
+    "InpFormer": registry.anomalib_inp_former,
 }
 
 
@@ -92,7 +94,7 @@ def _csv(rows: list[dict]) -> str:
 
 def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
-        f"Generated LOCO-layout category `{args.category}` (scene `{args.scene}`), {builders.INP_BACKBONE} "
+        f"Generated LOCO-layout category `{args.category}` (scene `{args.scene}`), {registry.INP_BACKBONE} "
         "random init, "
         f"resize {args.image_size} -> crop {args.crop_size}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seeds {args.seeds}, CPU ({torch.get_num_threads()} threads).",

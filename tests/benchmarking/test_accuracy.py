@@ -2,7 +2,7 @@
 
 import csv
 
-from anomalib_npgmf.benchmarking import accuracy
+from anomalib_npgmf.benchmarking import accuracy, registry
 
 
 def test_tiny_run_writes_mean_and_spread(tmp_path):
@@ -27,13 +27,13 @@ def test_tiny_run_writes_mean_and_spread(tmp_path):
         == 0
     )
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
-    assert [(r["model"], r["seed"]) for r in rows] == [("npgmf", "0"), ("npgmf", "1"), ("padim", "0"), ("padim", "1")]
+    assert [(r["model"], r["seed"]) for r in rows] == [("Npgmf", "0"), ("Npgmf", "1"), ("Padim", "0"), ("Padim", "1")]
     assert {r["scene"] for r in rows} == {"demo_box"}
     for row in rows:
         for metric in ("logical_AUROC", "structural_AUROC", "logical_AU-sPRO", "structural_AU-sPRO"):
             assert 0.0 <= float(row[metric]) <= 1.0
     summary = (tmp_path / "accuracy.md").read_text()
-    assert "| npgmf | demo_box | 2 |" in summary
+    assert "| Npgmf | demo_box | 2 |" in summary
     assert "±" in summary
 
 
@@ -42,19 +42,19 @@ def test_unified_model_is_scored_per_scene_and_a_model_that_cannot_run_says_why(
     def no_download(size, pretrained):
         raise OSError("cannot download the teacher weights (offline)")
 
-    monkeypatch.setitem(accuracy.MODELS, "efficient_ad", (no_download, True))
+    monkeypatch.setitem(registry.MODELS, "EfficientAd", registry.ModelSpec("EfficientAd", no_download))
     argv = ["--output", str(tmp_path), "--small", "--seeds", "0", "--epochs", "1", "--image-size", "64"]
     assert accuracy.main([*argv, "--scenes", "box", "pins", "--models", "npgmf_unified", "efficient_ad"]) == 0
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
-    unified = [r for r in rows if r["model"] == "npgmf_unified"]
+    unified = [r for r in rows if r["model"] == "Npgmf_unified"]
     assert sorted(r["scene"] for r in unified) == ["demo_box", "demo_pins"]
     assert all(0.0 <= float(r["logical_AUROC"]) <= 1.0 and not r["note"] for r in unified)
     assert unified[0]["train_s"] == unified[1]["train_s"]  # one training run for both scenes
-    failed = [r for r in rows if r["model"] == "efficient_ad"]
+    failed = [r for r in rows if r["model"] == "EfficientAd"]
     assert len(failed) == 2 and all("offline" in r["note"] for r in failed)
     summary = (tmp_path / "accuracy.md").read_text()
-    assert "| efficient_ad | demo_box | 0 | n/a" in summary
-    assert "efficient_ad (demo_box) could not run here: OSError: cannot download" in summary
+    assert "| EfficientAd | demo_box | 0 | n/a" in summary
+    assert "EfficientAd (demo_box) could not run here: OSError: cannot download" in summary
 
 
 def test_an_mvtec_ad_folder_gives_auroc_and_au_pro_without_the_logical_split(tmp_path):

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from anomalib_npgmf.benchmarking import speed
+from anomalib_npgmf.benchmarking import measure, speed
+from anomalib_npgmf.benchmarking.report import cpu_model
 
 RUNTIMES = ["torch", "openvino-fp32", "openvino-bf16", "openvino-int8"]
 TIMED = ["images_per_s_b1", "images_per_s_b2", "p50_ms_b1", "p95_ms_b1", "peak_rss_mb", "size_mb"]
@@ -70,7 +71,7 @@ def test_tiny_run_measures_every_runtime_and_a_failing_model_gets_rows(tmp_path,
     report = (tmp_path / "speed.md").read_text()
     assert "Command: `anomalib-npgmf benchmark speed --output" in report
     assert "torch.get_num_threads() = 1; OpenVINO INFERENCE_NUM_THREADS = 1" in report
-    assert speed._cpu_model() in report
+    assert cpu_model() in report
     for section in ("## Inference", "## Targets", "## Training throughput", "## Npgmf, torch eager"):
         assert section in report
     assert "| Patchcore | torch |" in report and "model failed: RuntimeError: memory bank exploded" in report
@@ -81,16 +82,29 @@ def test_unknown_model_stops_with_the_valid_names(capsys):
         speed.main(["--models", "Npgmf", "PatchCoreX"])
     assert stopped.value.code == 2
     error = capsys.readouterr().err
-    assert "unknown name 'PatchCoreX'" in error
-    assert "Npgmf, InpFormerPlusPlus, ReverseDistillation, Patchcore, InpFormer" in error
+    assert "unknown model 'PatchCoreX'" in error
+    for name in ("Npgmf", "InpFormerPlusPlus", "ReverseDistillation", "Patchcore", "InpFormer"):
+        assert name in error
+
+
+def test_old_model_spellings_still_name_the_registry_models():
+    from anomalib_npgmf.benchmarking import registry
+
+    assert [registry.resolve(n) for n in ("rd", "npgmf", "Patchcore", "inp_former_pp", "efficient_ad")] == [
+        "ReverseDistillation",
+        "Npgmf",
+        "Patchcore",
+        "InpFormerPlusPlus",
+        "EfficientAd",
+    ]
 
 
 def test_percentile_matches_numpy_and_peak_rss_is_this_process():
     values = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
     # numpy's linear interpolation, re-implemented in float64: a few roundings apart at most
-    assert speed._percentile(values, 95) == pytest.approx(np.percentile(values, 95))
-    assert speed._percentile(values, 50) == pytest.approx(np.median(values))
-    before = speed.peak_rss_of_this_process_mb()
+    assert measure.percentile(values, 95) == pytest.approx(np.percentile(values, 95))
+    assert measure.percentile(values, 50) == pytest.approx(np.median(values))
+    before = measure.peak_rss_of_this_process_mb()
     block = np.ones(64 * 2**20 // 8)  # 64 MB touched
-    assert speed.peak_rss_of_this_process_mb() >= before
-    assert speed.peak_rss_of_this_process_mb() > 60 and block.sum() > 0
+    assert measure.peak_rss_of_this_process_mb() >= before
+    assert measure.peak_rss_of_this_process_mb() > 60 and block.sum() > 0

@@ -1,0 +1,197 @@
+"""The one list of models every benchmark measures (accuracy, speed, the INP-Former comparison), by one name each.
+
+A row called ``ReverseDistillation`` is the same model in every table: same image size, init regime (random unless
+``pretrained``) and CPU-sized settings. Names are anomalib's class names, plus ``_<change>`` for our ablations and
+variants; :func:`resolve` also accepts the old spellings (``rd``, ``npgmf_no_global``, ``inp_former_pp``, any case).
+
+Npgmf's settings are read from ``configs/npgmf/demo_cpu.yaml`` (the CPU demo config), not copied here: a change to
+the demo config changes the benchmarked model with it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INP_BACKBONE = "vit_small_patch14_reg4_dinov2"
+NPGMF_CONFIG = "npgmf/demo_cpu.yaml"
+DEFAULT_TRAIN_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one benchmark model and how it trains."""
+
+    name: str
+    build: Callable[[int, bool], Any]  # (image size, pretrained) -> AnomalibModule
+    iterative: bool = True  # trained for --epochs; False: one pass fills its memory (Padim, Patchcore, probes)
+    train_batch_size: int = DEFAULT_TRAIN_BATCH_SIZE
+
+
+def config_file(relative: str) -> Path:
+    """A file of the repository's ``configs/`` (``configs/`` is packaged as ``anomalib_npgmf/configs`` in a wheel)."""
+    package = Path(__file__).resolve().parents[1]
+    candidates = [package / "configs" / relative, package.parents[1] / "configs" / relative]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    msg = f"config {relative} not found (looked in {', '.join(str(c.parent) for c in candidates)})"
+    raise FileNotFoundError(msg)
+
+
+def npgmf_settings() -> dict[str, Any]:
+    """The ``model.init_args`` of ``configs/npgmf/demo_cpu.yaml``."""
+    import yaml
+
+    config = yaml.safe_load(config_file(NPGMF_CONFIG).read_text())
+    return dict(config["model"]["init_args"])
+
+
+def npgmf(image_size: int, pretrained: bool = False, **overrides: Any) -> Any:
+    """Npgmf with the CPU demo config's settings at ``image_size`` px (``overrides`` for ablations, categories)."""
+    from anomalib_npgmf.models.npgmf import Npgmf
+
+    settings = {**npgmf_settings(), "image_size": image_size, "pre_trained": pretrained, "visualizer": False}
+    return Npgmf(**{**settings, **overrides})
+
+
+def crop_for_vit(image_size: int, patch: int = 14) -> int:
+    """Largest crop <= ``image_size`` that is a multiple of the ViT patch."""
+    return image_size // patch * patch
+
+
+def inp_former_pp(image_size: int, crop_size: int, variant: str = "inp_former_pp") -> Any:
+    """Our InpFormerPlusPlus on ViT-S/14-reg4 (random init), scored at the input size like anomalib's."""
+    from anomalib_npgmf.models.inp_former_pp import InpFormerPlusPlus
+
+    return InpFormerPlusPlus(
+        variant=variant,
+        backbone=INP_BACKBONE,
+        pre_trained=False,
+        image_size=image_size,
+        crop_size=crop_size,
+        score_size=None,
+        visualizer=False,
+    )
+
+
+def anomalib_inp_former(image_size: int, crop_size: int) -> Any:
+    """anomalib's InpFormer on the same ViT-S/14-reg4, random init.
+
+    anomalib's InpFormer always asks timm for pretrained weights (a download, impossible offline), so it is built
+    inside :func:`~anomalib_npgmf.utils.compat.timm_random_init`.
+    """
+    from anomalib.models import InpFormer
+
+    from anomalib_npgmf.utils.compat import timm_random_init
+
+    with timm_random_init():
+        return InpFormer(
+            encoder_name=INP_BACKBONE,
+            pre_processor=InpFormer.configure_pre_processor((image_size, image_size), crop_size),
+            visualizer=False,
+        )
+
+
+def anomalib_baseline(name: str, image_size: int, pretrained: bool = False) -> Any:
+    """One of anomalib's own models (``ReverseDistillation``, ``Padim``, ``Patchcore``, ``EfficientAd``).
+
+    CNN baselines share Npgmf's resnet18 so the comparison is about the method, not the backbone.
+    """
+    from anomalib import models
+
+    cls = getattr(models, name)
+    kwargs: dict[str, Any] = {
+        "pre_trained": pretrained,
+        "visualizer": False,
+        "pre_processor": cls.configure_pre_processor((image_size, image_size)),
+    }
+    if name in {"ReverseDistillation", "Padim", "Patchcore"}:
+        kwargs["backbone"] = "resnet18"
+    if name == "EfficientAd":
+        kwargs.pop("pre_trained")  # its teacher is always downloaded: the run fails offline, and says so
+    if name == "Patchcore":
+        kwargs["coreset_sampling_ratio"] = 0.01
+        kwargs["layers"] = ("layer2", "layer3")
+    return cls(**kwargs)
+
+
+def _npgmf_row(**overrides: Any) -> Callable[[int, bool], Any]:
+    return lambda size, pretrained: npgmf(size, pretrained, **overrides)
+
+
+def _vit_row(variant: str | None) -> Callable[[int, bool], Any]:
+    """INP-Former++ (``variant``) or anomalib's InpFormer (None), the input cropped to a multiple of the patch."""
+
+    def build(size: int, pretrained: bool) -> Any:
+        if pretrained:
+            msg = "the INP-Former rows run with random init here; pass weights through the model's own config"
+            raise RuntimeError(msg)
+        crop = crop_for_vit(size)
+        return anomalib_inp_former(size, crop) if variant is None else inp_former_pp(size, crop, variant)
+
+    return build
+
+
+def _anomalib_row(name: str) -> Callable[[int, bool], Any]:
+    return lambda size, pretrained: anomalib_baseline(name, size, pretrained)
+
+
+def _probe_row(name: str) -> Callable[[int, bool], Any]:
+    def build(size: int, pretrained: bool) -> Any:
+        from .probe import PROBE_ROWS
+
+        return PROBE_ROWS[name][0](size, pretrained)
+
+    return build
+
+
+def _specs() -> dict[str, ModelSpec]:
+    npgmf_rows = {
+        "Npgmf": {},
+        "Npgmf_no_global": {"use_global_prior": False},
+        "Npgmf_no_agc": {"prior_channels": 0},
+        "Npgmf_no_codebook": {"codebook_size": 0},
+        "Npgmf_no_sad": {"use_structural": False},
+        "Npgmf_no_lad_local": {"use_logical": False},
+        "Npgmf_no_patch": {"use_patch_prior": False},
+        "Npgmf_only_priors": {"fusion_weights": (0.0, 0.0, 1.0, 1.0)},
+        "Npgmf_only_reconstruction": {"fusion_weights": (1.0, 1.0, 0.0, 0.0)},
+        "Npgmf_unified": {},  # one model over every scene: the accuracy harness adds categories=...
+        "Npgmf_k32": {"codebook_size": 32},
+        "Npgmf_k512": {"codebook_size": 512},
+    }
+    specs = [ModelSpec(name, _npgmf_row(**changes)) for name, changes in npgmf_rows.items()]
+    specs += [
+        ModelSpec("ReverseDistillation", _anomalib_row("ReverseDistillation")),
+        ModelSpec("Padim", _anomalib_row("Padim"), iterative=False),
+        ModelSpec("Patchcore", _anomalib_row("Patchcore"), iterative=False),
+        ModelSpec("EfficientAd", _anomalib_row("EfficientAd"), train_batch_size=1),  # it refuses any other
+        ModelSpec("InpFormerPlusPlus", _vit_row("inp_former_pp")),
+        ModelSpec("InpFormerPlusPlus_inp_former", _vit_row("inp_former")),  # plain INP-Former's recipe, our code
+        ModelSpec("InpFormer", _vit_row(None)),
+        ModelSpec("probe_mean", _probe_row("probe_mean"), iterative=False),  # no-training baseline rows (issue 18)
+        ModelSpec("probe_grid2", _probe_row("probe_grid2"), iterative=False),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+MODELS: dict[str, ModelSpec] = _specs()
+ALIASES = {"rd": "ReverseDistillation", "inp_former_pp": "InpFormerPlusPlus"}  # the old benchmark spellings
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def resolve(name: str) -> str:
+    """The registry name of ``name``: exact, an old spelling, or the same ignoring case and underscores."""
+    if name in MODELS:
+        return name
+    if name.lower() in ALIASES:
+        return ALIASES[name.lower()]
+    matches = [known for known in MODELS if _key(known) == _key(name)]
+    if len(matches) != 1:
+        msg = f"unknown model '{name}'; valid: {', '.join(MODELS)}"
+        raise ValueError(msg)
+    return matches[0]
