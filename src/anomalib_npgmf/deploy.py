@@ -9,13 +9,16 @@ import argparse
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anomalib_npgmf.data.items import anomalib_reads_it_wrong, read_rgb_image
+from anomalib_npgmf.ground_truth import IMAGE_SUFFIXES, image_files
 from anomalib_npgmf.utils import atomic_write, atomic_write_text, ensure_writable_folder
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def openvino_config(precision: str) -> dict[str, str] | None:
@@ -35,24 +38,39 @@ def list_images(source: Path) -> list[Path]:
     if not source.is_dir():
         msg = f"input {source} does not exist (expected an image file or a folder of images)"
         raise FileNotFoundError(msg)
-    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = image_files(source, recursive=True)
     if not images:
         msg = f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found below {source}"
         raise FileNotFoundError(msg)
     return images
 
 
-def heatmap_overlay(image_path: Path, anomaly_map: np.ndarray) -> bytes:
-    """PNG bytes of the image with its anomaly map (min-max scaled per image) overlaid."""
+def image_pixels(image_path: str | Path) -> np.ndarray:
+    """The image as uint8 RGB (H, W, 3), whatever its mode or bit depth (read as anomalib reads it)."""
+    return (read_rgb_image(image_path).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def heat_overlay(image: "Image.Image", heat: np.ndarray, resample: int) -> "Image.Image":
+    """``image`` with ``heat`` (values in [0, 1], clipped) resized onto it with ``resample``, colour-mapped, alpha 0.5.
+
+    The one heatmap renderer: predictions (:func:`heatmap_overlay`) and the evaluation grids use it.
+    """
     from anomalib.visualization.image.functional import apply_colormap, overlay_image
     from PIL import Image
 
-    image = Image.fromarray((read_rgb_image(image_path).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    values = np.clip(np.asarray(heat, dtype=np.float32).squeeze(), 0, 1)
+    heat_image = Image.fromarray((values * 255).astype(np.uint8)).resize(image.size, resample)
+    return overlay_image(image.copy(), apply_colormap(heat_image), alpha=0.5)
+
+
+def heatmap_overlay(image_path: Path, anomaly_map: np.ndarray) -> bytes:
+    """PNG bytes of the image with its anomaly map (min-max scaled per image) overlaid."""
+    from PIL import Image
+
     heat = np.asarray(anomaly_map, dtype=np.float32).squeeze()
     span = float(heat.max() - heat.min())
     heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
-    heat_image = Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
-    overlay = overlay_image(image, apply_colormap(heat_image), alpha=0.5)
+    overlay = heat_overlay(Image.fromarray(image_pixels(image_path)), heat, Image.BILINEAR)
     buffer = io.BytesIO()
     overlay.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -17,8 +17,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from anomalib_npgmf.data import MVTecLOCORegions, anomaly_type_of, load_defect_regions
-from anomalib_npgmf.data.items import read_rgb_image
+from anomalib_npgmf.data import MVTecLOCORegions
+from anomalib_npgmf.ground_truth import anomaly_type_of, load_defect_regions
 from anomalib_npgmf.metrics import LocoResults, format_table, write_report
 from anomalib_npgmf.metrics.loco import format_per_category_table, per_category_table, write_per_category_report
 from anomalib_npgmf.utils import atomic_write_bytes, ensure_writable_folder
@@ -66,13 +66,10 @@ def _predict_exported(compiled: Any, datamodule: MVTecLOCORegions, results: Loco
 
 def _tile(image_path: str, anomaly_map: np.ndarray, score: float, size: int = 192) -> Image.Image:
     """Image | heatmap overlay with the ground-truth outline, captioned with the score."""
-    from anomalib.visualization.image.functional import apply_colormap, overlay_image
+    from anomalib_npgmf.deploy import heat_overlay, image_pixels
 
-    pixels = (read_rgb_image(image_path).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # 16-bit safe
-    image = Image.fromarray(pixels).resize((size, size))
-    heat = anomaly_map.squeeze().astype(np.float32)
-    heat = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((size, size))
-    overlay = overlay_image(image.copy(), apply_colormap(heat), alpha=0.5).convert("RGB")
+    image = Image.fromarray(image_pixels(image_path)).resize((size, size))
+    overlay = heat_overlay(image, anomaly_map, Image.BICUBIC).convert("RGB")  # BICUBIC: PIL's default resize
     regions = load_defect_regions(image_path) if anomaly_type_of(image_path) != "good" else []
     if regions:
         outline = np.zeros(regions[0].mask.shape, bool)

@@ -92,7 +92,7 @@ def test_missing_folders_and_bad_ground_truth_are_named(root, tmp_path):
     with pytest.raises(ValueError, match="entry 0"):
         load_defect_regions(image)
     shutil.rmtree(copy / "demo_box/ground_truth/logical_anomalies/000")
-    with pytest.raises(FileNotFoundError, match="no ground-truth masks"):
+    with pytest.raises(FileNotFoundError, match="no ground-truth mask for"):
         MVTecLOCORegions(root=copy, category="demo_box", num_workers=0).setup()
     for png in (copy / "demo_box/train/good").glob("*.png"):
         png.unlink()

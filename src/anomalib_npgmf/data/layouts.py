@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .scenes import SCENES, DefectSpec, render, width_height
 
 LAYOUTS = ("mvtec_loco", "mvtec_ad", "visa")
-IMAGE_SUFFIXES = {"mvtec_loco": ".png", "mvtec_ad": ".png", "visa": ".JPG"}
+WRITTEN_SUFFIX = {"mvtec_loco": ".png", "mvtec_ad": ".png", "visa": ".JPG"}  # what the generator writes per layout
 
 
 def layout_of(parameters: dict) -> str:
@@ -74,7 +74,7 @@ def metadata_files(parameters: dict) -> tuple[str, ...]:
 
 def image_suffix(parameters: dict) -> str:
     """File suffix of the images of a generation (VisA's are JPEG files named ``.JPG``)."""
-    return IMAGE_SUFFIXES[layout_of(parameters)]
+    return WRITTEN_SUFFIX[layout_of(parameters)]
 
 
 def _defects_config(defects: list[DefectSpec], image_size: int | list[int]) -> list[dict]:

@@ -2,14 +2,7 @@
 
 anomalib trains one model per category and has no datamodule that pools categories. :class:`MultiCategory` reads any
 number of category folders in the MVTec tree, which MVTec AD, MVTec LOCO and VisA (anomalib's prepared
-``visa_pytorch`` folder) share::
-
-    <category>/train/good/*             normal training images
-    <category>/validation/good/*        (LOCO only) normal validation images
-    <category>/test/good/*              normal test images
-    <category>/test/<defect>/*          anomalous test images
-    <category>/ground_truth/<defect>/   masks: <stem>/NNN.png (LOCO, one file per region), <stem>_mask.png (MVTec AD)
-                                        or <stem>.png (VisA); no ground_truth folder = image labels only
+``visa_pytorch`` folder) share (read by :func:`~anomalib_npgmf.data.folders.scan_category`).
 
 Categories may lie under different roots (MVTec AD and LOCO together). anomalib's ``ImageBatch`` has no field for
 the category, so it travels in the image path: :meth:`MultiCategory.category_of` maps a path back to its category
@@ -30,75 +23,20 @@ from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
 
+from .folders import scan_category
 from .items import load_image_item, mask_paths_of
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-SPLIT_FOLDERS = {"train": Split.TRAIN.value, "validation": Split.VAL.value, "test": Split.TEST.value}
 COLUMNS = ["path", "category", "split", "label", "image_path", "mask_path", "label_index"]
 
 
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _masks_of(category_root: Path, label: str, image_path: Path) -> list[str]:
-    """Ground-truth files of an anomalous test image, in the LOCO, MVTec AD or VisA naming."""
-    folder = category_root / "ground_truth" / label
-    per_region = folder / image_path.stem
-    if per_region.is_dir():
-        return [str(p) for p in _images(per_region)]
-    for candidate in (folder / f"{image_path.stem}_mask.png", folder / f"{image_path.stem}.png"):
-        if candidate.is_file():
-            return [str(candidate)]
-    return []
-
-
-def scan_category(category_root: Path, category: str) -> list[dict]:
-    """Sample rows of one category folder (normal train/validation images, all test images, their masks).
-
-    Raises:
-        FileNotFoundError: No training or no test images, or an anomalous image without masks although the category
-            has a ``ground_truth`` folder.
-    """
-    rows: list[dict] = []
-    has_ground_truth = (category_root / "ground_truth").is_dir()
-    for split_folder, split in SPLIT_FOLDERS.items():
-        labels = [category_root / split_folder / "good"]
-        if split_folder == "test":
-            labels = sorted(p for p in (category_root / "test").glob("*") if p.is_dir())
-        for label_folder in labels:
-            normal = label_folder.name == "good"
-            for image_path in _images(label_folder):
-                masks: list[str] = []
-                if not normal and has_ground_truth:
-                    masks = _masks_of(category_root, label_folder.name, image_path)
-                    if not masks:
-                        expected = category_root / "ground_truth" / label_folder.name / image_path.stem
-                        msg = (
-                            f"no ground-truth mask for {image_path} (expected {expected}/000.png, "
-                            f"{expected}_mask.png or {expected}.png)"
-                        )
-                        raise FileNotFoundError(msg)
-                rows.append(
-                    {
-                        "path": str(category_root),
-                        "category": category,
-                        "split": split,
-                        "label": label_folder.name,
-                        "image_path": str(image_path),
-                        "mask_path": masks,
-                        "label_index": int(LabelName.NORMAL if normal else LabelName.ABNORMAL),
-                    }
-                )
+def check_has_train_and_test(rows: list[dict], category_root: Path, category: str) -> None:
+    """Refuse a category without training or without test images, naming the empty folder."""
     for split_folder, split in (("train/good", Split.TRAIN.value), ("test", Split.TEST.value)):
         if not any(row["split"] == split for row in rows):
             msg = f"category {category}: {category_root / split_folder} holds no images"
             raise FileNotFoundError(msg)
-    return rows
 
 
 def select_shots(rows: list[dict], n_shots: int, seed: int | None) -> list[dict]:
@@ -281,7 +219,11 @@ class MultiCategory(AnomalibDataModule):
             trainer.callbacks.append(PerCategoryLocoReport(self.categories, self.category_of, self.fpr_limit))
 
     def _setup(self, _stage: str | None = None) -> None:
-        rows = [row for name, folder in self.category_roots.items() for row in scan_category(folder, name)]
+        rows = []
+        for name, folder in self.category_roots.items():
+            category_rows = scan_category(folder, name)
+            check_has_train_and_test(category_rows, folder, name)
+            rows += category_rows
         self._category_by_path = {row["image_path"]: row["category"] for row in rows}
         anomalous = [row for row in rows if row["label_index"] == LabelName.ABNORMAL]
         with_masks = [row for row in anomalous if row["mask_path"]]

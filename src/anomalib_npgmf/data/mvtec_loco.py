@@ -14,22 +14,15 @@ from pathlib import Path
 from anomalib.data import ImageItem
 from anomalib.data.datamodules.image.mvtec_loco import MVTecLOCO as AnomalibMVTecLOCO
 from anomalib.data.datasets.base import AnomalibDataset
-from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
+from anomalib.data.utils import Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
 
-from anomalib_npgmf.ground_truth import (
-    DefectRegion,
-    anomaly_type_of,
-    image_files,
-    load_defect_regions,
-    region_mask_files,
-)
+from anomalib_npgmf.ground_truth import DefectRegion, anomaly_type_of, load_defect_regions
 from anomalib_npgmf.metrics.callback import LocoReportCallback
 
+from .folders import scan_category
 from .items import load_image_item, mask_paths_of
-
-SPLIT_DIRS = {"train": Split.TRAIN.value, "validation": Split.VAL.value, "test": Split.TEST.value}
 
 __all__ = ["DefectRegion", "MVTecLOCORegions", "MVTecLOCORegionsDataset", "anomaly_type_of", "load_defect_regions"]
 
@@ -46,36 +39,16 @@ def make_loco_samples(category_root: Path, split: str | Split | None = None) -> 
             f"categories found there: {', '.join(found) or 'none'})"
         )
         raise FileNotFoundError(msg)
-    rows = []
-    for split_dir, split_value in SPLIT_DIRS.items():
-        for label_dir in sorted((category_root / split_dir).glob("*")):
-            if not label_dir.is_dir():
-                continue
-            for image_path in image_files(label_dir):
-                normal = label_dir.name == "good"
-                masks: list[str] | str = ""
-                if not normal:
-                    masks = [str(m) for m in region_mask_files(category_root, label_dir.name, image_path)]
-                    if not masks:
-                        mask_dir = category_root / "ground_truth" / label_dir.name / image_path.stem
-                        msg = f"no ground-truth masks for {image_path} (expected {mask_dir}/000.png)"
-                        raise FileNotFoundError(msg)
-                rows.append(
-                    {
-                        "path": str(category_root),
-                        "split": split_value,
-                        "label": label_dir.name,
-                        "image_path": str(image_path),
-                        "mask_path": masks,
-                        "label_index": int(LabelName.NORMAL if normal else LabelName.ABNORMAL),
-                    }
-                )
+    rows = [
+        {**row, "mask_path": row["mask_path"] or ""}  # anomalib's LOCO table: "" for a normal image
+        for row in scan_category(category_root, category_root.name, require_masks=True)
+    ]
     samples = DataFrame(rows, columns=["path", "split", "label", "image_path", "mask_path", "label_index"])
     if split is not None:
         split_value = split.value if isinstance(split, Split) else str(split)
         samples = samples[samples.split == split_value].reset_index(drop=True)
         if split_value == Split.TRAIN.value and samples.empty:
-            msg = f"the training folder {category_root / 'train' / 'good'} holds no .png images"
+            msg = f"the training folder {category_root / 'train' / 'good'} holds no images"
             raise FileNotFoundError(msg)
     has_masks = any(isinstance(m, list) for m in samples["mask_path"])
     samples.attrs["task"] = "segmentation" if has_masks else "classification"

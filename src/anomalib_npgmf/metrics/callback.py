@@ -31,21 +31,22 @@ from .streaming import PathSplitAUROC, PathSPRO, loco_test_metrics
 logger = logging.getLogger(__name__)
 
 
-class LocoReportCallback(Callback):
-    """Stream test predictions into the LOCO metrics (no maps kept), then print and write the table.
+class _StreamingTestReport(Callback):
+    """Reset the metrics when a test starts, feed each test batch's predictions to :meth:`update`."""
 
-    The metrics are torchmetrics with summed states, reduced over DDP ranks when computed.
-    """
+    images = 0
 
-    def __init__(self, fpr_limit: float = 0.05) -> None:
-        self.fpr_limit = fpr_limit
-        self.metrics = loco_test_metrics(fpr_limit)
-        self.images = 0
-        self.table: dict[str, dict[str, float]] | None = None
+    def metrics_to_reset(self) -> list[Any]:
+        """Every metric of the report."""
+        raise NotImplementedError
+
+    def update(self, predictions: Any) -> None:
+        """Fold one batch of predictions (anomalib's ``ImageBatch``) into the metrics."""
+        raise NotImplementedError
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del trainer, pl_module
-        for metric in self.metrics:
+        for metric in self.metrics_to_reset():
             metric.reset()
         self.images = 0
 
@@ -59,7 +60,25 @@ class LocoReportCallback(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         del trainer, pl_module, batch_idx, dataloader_idx
-        predictions = outputs if outputs is not None else batch
+        self.update(outputs if outputs is not None else batch)
+
+
+class LocoReportCallback(_StreamingTestReport):
+    """Stream test predictions into the LOCO metrics (no maps kept), then print and write the table.
+
+    The metrics are torchmetrics with summed states, reduced over DDP ranks when computed.
+    """
+
+    def __init__(self, fpr_limit: float = 0.05) -> None:
+        self.fpr_limit = fpr_limit
+        self.metrics = loco_test_metrics(fpr_limit)
+        self.images = 0
+        self.table: dict[str, dict[str, float]] | None = None
+
+    def metrics_to_reset(self) -> list[Any]:
+        return list(self.metrics)
+
+    def update(self, predictions: Any) -> None:
         if getattr(predictions, "anomaly_map", None) is None or getattr(predictions, "pred_score", None) is None:
             return
         for metric in self.metrics:
@@ -84,7 +103,7 @@ class LocoReportCallback(Callback):
         print(f"Written: {folder / 'loco_report.json'} (.csv, .md)\n")
 
 
-class PerCategoryLocoReport(Callback):
+class PerCategoryLocoReport(_StreamingTestReport):
     """The LOCO table per category of a multi-category test run, and the mean over categories.
 
     Streams like :class:`LocoReportCallback`: per category and anomaly type, an image AUROC and an AU-sPRO metric
@@ -109,25 +128,10 @@ class PerCategoryLocoReport(Callback):
         self.images = 0
         self.table: dict[str, dict[str, dict[str, float]]] | None = None
 
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        del trainer, pl_module
-        for kinds in self.metrics.values():
-            for auroc, spro in kinds.values():
-                auroc.reset()
-                spro.reset()
-        self.images = 0
+    def metrics_to_reset(self) -> list[Any]:
+        return [metric for kinds in self.metrics.values() for pair in kinds.values() for metric in pair]
 
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        del trainer, pl_module, batch_idx, dataloader_idx
-        predictions = outputs if outputs is not None else batch
+    def update(self, predictions: Any) -> None:
         maps, scores = getattr(predictions, "anomaly_map", None), getattr(predictions, "pred_score", None)
         if maps is None or scores is None or predictions.image_path is None:
             return

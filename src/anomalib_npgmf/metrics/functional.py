@@ -1,6 +1,6 @@
 """sPRO / AU-sPRO of MVTec LOCO (Bergmann et al., IJCV 2022), exact, as plain functions.
 
-Definitions (DESIGN.md §6): each ground-truth region has a saturation area ``s``; at threshold ``t`` its sPRO is
+Definitions (that paper): each ground-truth region has a saturation area ``s``; at threshold ``t`` its sPRO is
 ``min(1, |{p in region : map(p) >= t}| / s)``; the sPRO curve averages over all regions of all images against the
 false-positive rate measured on the anomaly-free images only (fraction of their pixels ``>= t``); AU-sPRO is the area
 under that curve for FPR in ``[0, fpr_limit]`` (trapezoids, the curve interpolated at ``fpr_limit``), divided by
