@@ -148,7 +148,11 @@ def _probe_row(name: str) -> Callable[[int, bool], Any]:
 
 def _specs() -> dict[str, ModelSpec]:
     npgmf_rows = {
-        "Npgmf": {},
+        "Npgmf": {},  # the demo config: variant plus
+        "Npgmf_paper": {"variant": "paper"},  # the paper's model alone (issue 16)
+        "Npgmf_paper_raw": {"variant": "paper", "raw_embedding": True},  # ... with the raw OCE embedding fused too
+        "Npgmf_no_raw": {"raw_embedding": False},
+        "Npgmf_global_in_map": {"global_in_map": True},  # the global distance spread over the map (before issue 16)
         "Npgmf_no_global": {"use_global_prior": False},
         "Npgmf_no_agc": {"prior_channels": 0},
         "Npgmf_no_codebook": {"codebook_size": 0},
