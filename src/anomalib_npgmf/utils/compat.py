@@ -5,8 +5,8 @@ Each patch names its target in :data:`PATCH_TARGETS` with a hash of the target's
 there, naming the patch to re-check, instead of silently changing behaviour.
 
 - :func:`after_anomalib_models`: what the start-up hook (:mod:`anomalib_npgmf._register`, which imports only
-  ``sys``) runs right after ``anomalib.models`` has executed: import our models, make ``--seed_everything`` seed,
-  suggest a name for a misspelt ``--model``.
+  ``sys``) runs right after ``anomalib.models`` has executed: import our models and LOCO datamodule, make
+  ``--seed_everything`` seed, suggest a name for a misspelt ``--model``.
 - :func:`honour_cli_seed`: wraps anomalib's ``update_config``, because anomalib 2.7's CLI parses
   ``--seed_everything N`` but never seeds.
 - :func:`post_training_quantization_ov`: anomalib's private ``ExportMixin._post_training_quantization_ov`` with an
@@ -29,6 +29,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _SEEDS_MARKER = "_anomalib_npgmf_seeds"
+# What the start-up hook registers: our models, and our LOCO datamodule, so that ``--model Npgmf`` and
+# ``--data MVTecLOCORegions`` resolve as short names (jsonargparse looks among the imported subclasses only).
+PLUGIN_MODULES = ("anomalib_npgmf.models", "anomalib_npgmf.data.mvtec_loco")
 
 # patched or re-implemented target -> sha256 (first 16 hex digits) of its source as we read it
 PATCH_TARGETS: dict[str, str] = {
@@ -55,7 +58,8 @@ def source_hash(target: str) -> str:
 def after_anomalib_models() -> None:
     """Run by the start-up hook once ``anomalib.models`` has executed; a failure is reported, never raised."""
     try:
-        __import__("anomalib_npgmf.models")
+        for module in PLUGIN_MODULES:
+            __import__(module)
     except Exception as error:
         sys.stderr.write(f"anomalib-npgmf: models not registered ({type(error).__name__}: {error})\n")
         return
