@@ -16,4 +16,4 @@ def test_benchmark_accuracy_reaches_the_harness_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["benchmark", "accuracy", "--models", "nope"])
     assert stopped.value.code == 2
-    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    assert "unknown model 'nope'; valid: Npgmf" in capsys.readouterr().err
