@@ -21,7 +21,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from anomalib_npgmf.models.common.distributed import all_reduce_sum, is_distributed
+from anomalib_npgmf.utils.distributed import all_reduce_sum, is_distributed
 
 
 class GroupedVectorQuantizer(nn.Module):
