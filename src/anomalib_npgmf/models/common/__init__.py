@@ -9,10 +9,11 @@ from .checkpoint import (
     AtomicCheckpointIO,
     CheckpointVersionError,
     FinalCheckpoint,
+    VersionedCheckpoints,
     check_version,
     stamp_version,
 )
-from .export import PluginExportMixin
+from .export import PluginExportMixin, encoder_only_int8_scope
 from .normalization import QuantileMapNormalizer
 from .weights import MissingWeightsError, create_timm_encoder, resolve_weights_file
 
@@ -26,10 +27,12 @@ __all__ = [
     "PluginExportMixin",
     "QuantileMapNormalizer",
     "SeparableGaussianBlur",
+    "VersionedCheckpoints",
     "batch_image_paths",
     "check_finite_images",
     "check_version",
     "create_timm_encoder",
+    "encoder_only_int8_scope",
     "gather_unique_by_key",
     "resolve_weights_file",
     "stamp_version",

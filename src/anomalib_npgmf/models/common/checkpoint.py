@@ -181,3 +181,18 @@ class AtomicCheckpointing(Callback):
         del trainer, pl_module
         if isinstance(exception, SIGTERMException) and exception.code is None:
             exception.code = 128 + signal.SIGTERM
+
+
+class VersionedCheckpoints:
+    """Mix into a model (before ``AnomalibModule``): checkpoints carry the package version, and a checkpoint of an
+    incompatible version is refused, naming both versions, before any tensor is loaded."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the package version, so later versions can refuse or convert old checkpoints clearly."""
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        stamp_version(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
+        check_version(checkpoint, type(self).__name__)
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]

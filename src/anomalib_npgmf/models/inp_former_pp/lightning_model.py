@@ -37,9 +37,8 @@ from anomalib_npgmf.models.common import (
     CheckedEvaluationSteps,
     FinalCheckpoint,
     PluginExportMixin,
+    VersionedCheckpoints,
     check_finite_images,
-    check_version,
-    stamp_version,
 )
 
 from .components.augment import few_shot_augment
@@ -54,7 +53,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class InpFormerPlusPlus(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
+class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
     """INP-Former++: intrinsic normal prototypes from the test image guide a decoder that reconstructs only normality.
 
     Args:
@@ -281,16 +280,6 @@ class InpFormerPlusPlus(CheckedEvaluationSteps, PluginExportMixin, AnomalibModul
     def learning_type(self) -> LearningType:
         """Trained on normal images only (one category, several at once, or a few shots)."""
         return LearningType.ONE_CLASS
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the package version so later versions can convert or refuse old checkpoints clearly."""
-        super().on_save_checkpoint(checkpoint)
-        stamp_version(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
-        check_version(checkpoint, type(self).__name__)
-        super().on_load_checkpoint(checkpoint)
 
 
 def _as_size(size: int | Sequence[int], name: str) -> tuple[int, int]:

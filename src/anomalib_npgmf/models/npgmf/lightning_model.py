@@ -12,10 +12,9 @@ Example:
 """
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import torch
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
@@ -26,30 +25,37 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
-from tqdm.auto import tqdm
 
-from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC, category_from_path
+from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import (
     AtomicCheckpointing,
     CheckedEvaluationSteps,
     FinalCheckpoint,
     PluginExportMixin,
+    VersionedCheckpoints,
     batch_image_paths,
     check_finite_images,
-    check_version,
-    gather_unique_by_key,
-    stamp_version,
+    encoder_only_int8_scope,
 )
-from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
+from anomalib_npgmf.models.common.calibration import hold_out_normals
 
-from .components import clip_text_dim, encode_category_names, resolve_clip_weights
+from .categories import CategoryConditioning, checked_categories
+from .components import clip_text_dim, resolve_clip_weights
+from .fitting import NormalityFitting
 from .loss import NpgmfLoss
 from .torch_model import PARTS, NpgmfModel
 
 logger = logging.getLogger(__name__)
 
 
-class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
+class Npgmf(
+    NormalityFitting,
+    CategoryConditioning,
+    VersionedCheckpoints,
+    CheckedEvaluationSteps,
+    PluginExportMixin,
+    AnomalibModule,
+):
     """NPGMF: reverse distillation guided by normality priors, plus a structural branch, scores fused.
 
     Args:
@@ -138,7 +144,7 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.categories = _checked_categories(category, categories)
+        self.categories = checked_categories(category, categories)
         uses_prior = use_logical and prior_channels > 0
         # Resolve every pretrained file now, so a missing one fails before any data is read.
         self._clip_weights_file = resolve_clip_weights(clip_model, pre_trained, clip_weights) if uses_prior else None
@@ -172,33 +178,6 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         """Fixed resize + ImageNet normalisation: the exported graph then always sees the size it was built for."""
         return AnomalibModule.configure_pre_processor(_as_size(image_size or (256, 256)))
 
-    # ----------------------------------------------------------------------------------------- priors and norms
-    def _category_names(self) -> list[str]:
-        if self.categories:
-            return list(self.categories)
-        if self.hparams.get("category"):
-            return [self.hparams["category"]]
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        # MVTecAD/MVTecLOCO/VisA carry `category`; anomalib's Folder carries the user's `name`.
-        category = getattr(datamodule, "category", None) or getattr(datamodule, "_name", None)
-        if not category:
-            msg = (
-                "Npgmf's text prior needs the category name: pass `category=` (CLI: --model.category NAME) or use a "
-                "datamodule that has a `category` (e.g. MVTecLOCO, MVTecAD, Folder with name=...)."
-            )
-            raise ValueError(msg)
-        return [str(category)]
-
-    def _ensure_prior(self) -> None:
-        """Embed the category name once with the frozen CLIP text tower (restored checkpoints already carry it)."""
-        prior = self.model.prior
-        if prior is None or bool(prior.ready):
-            return
-        names = self._category_names()
-        logger.info("Npgmf: encoding category prompt(s) %s with CLIP %s", names, self.hparams["clip_model"])
-        embedding = encode_category_names(names, self.hparams["clip_model"], self._clip_weights_file)
-        prior.set_embedding(embedding.to(prior.text_embedding.device))
-
     def on_fit_start(self) -> None:
         """Set up the text prior before the first training step; check a multi-category datamodule's names; hold
         out calibration normals before the training loader is built (when validation may hold test images)."""
@@ -209,21 +188,6 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         if self.categories and names and list(names) != list(self.categories):
             msg = f"Npgmf was built for categories {list(self.categories)} but the datamodule has {list(names)}"
             raise ValueError(msg)
-
-    def category_indices(self, paths: Sequence[str]) -> torch.Tensor | None:
-        """Index in ``categories`` of each image (``None`` for a one-category model)."""
-        if len(self.categories) < 2:
-            return None
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        category_of = getattr(datamodule, "category_of", None) or category_from_path
-        indices = []
-        for path in paths:
-            name = category_of(str(path))
-            if name not in self.categories:
-                msg = f"image {path} belongs to category {name!r}, not one of the model's {list(self.categories)}"
-                raise ValueError(msg)
-            indices.append(self.categories.index(name))
-        return torch.tensor(indices, dtype=torch.long, device=self.device)
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
         """anomalib's component callbacks, atomic checkpoint writes, and the per-category table (several categories)."""
@@ -247,103 +211,6 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
                 "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
                 "Train with a validation split of normal images for calibrated scores."
             )
-
-    def on_validation_epoch_start(self) -> None:
-        """Fit the priors (once) and each part's map normalisation, before the validation images are scored.
-
-        Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
-        its threshold are already on the final scale. The last epoch need not validate: see
-        :meth:`calibrate_final_weights`.
-        """
-        self._calibrate()
-
-    def calibrate_final_weights(self) -> None:
-        """At the end of fitting (``FinalCheckpoint``): refit unless the last validation already ran on these weights.
-
-        With ``check_val_every_n_epoch: 10`` and ``max_epochs: 15`` the normalisation would otherwise stay fitted on
-        epoch 10's weights; ``FinalCheckpoint`` then saves the calibrated final state.
-        """
-        if self._calibrated_at_step != self.trainer.global_step:
-            self._calibrate()
-
-    def _calibrate(self) -> None:
-        if any(not bool(prior.fitted) for prior in self.model.image_priors):
-            self.fit_priors(self.trainer.train_dataloader)
-        self.fit_normalization(self.calibration_dataloaders())
-        self._calibrated_at_step = self.trainer.global_step
-
-    def calibration_dataloaders(self) -> list:
-        """Normal images the normalisation is fitted on, never test images (see ``models/common/calibration.py``):
-        held-out training normals when the validation split may hold test images, else the validation loaders."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        held_out = hold_out_normals(datamodule)
-        if held_out is not None:
-            return [calibration_loader(datamodule, held_out)]
-        loaders = self.trainer.val_dataloaders
-        if loaders is None and datamodule is not None:  # no validation ran yet (e.g. check_val_every_n_epoch > epochs)
-            loaders = datamodule.val_dataloader()
-        return list(loaders) if isinstance(loaders, list | tuple) else [loaders]
-
-    @torch.no_grad()
-    def fit_priors(self, dataloader: Iterable | None) -> None:
-        """Fit the normality priors and the category router on the (normal) training images, gathered over DDP ranks.
-
-        Each image is encoded once; every prior reads its own statistic of the same features.
-        """
-        priors = self.model.image_priors
-        if not priors:
-            return
-        if dataloader is None:
-            logger.warning("Npgmf: no training dataloader to fit the normality priors on; they stay off.")
-            return
-        keys: list[str] = []
-        samples: list[list[torch.Tensor]] = [[] for _ in priors]
-        indices: list[torch.Tensor] = []
-        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
-            *levels, _ = self.model.encoder(images)
-            for prior, collected in zip(priors, samples, strict=True):
-                collected.extend(prior.samples(levels).cpu())
-            category_index = self.category_indices(paths)
-            indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
-            keys.extend(paths)
-        category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
-        for prior, collected in zip(priors, samples, strict=True):
-            prior.fit(torch.stack(gather_unique_by_key(keys, collected)).to(self.device), category_index)
-
-    @torch.no_grad()
-    def fit_normalization(self, dataloaders: Iterable | None) -> None:
-        """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
-        keys: list[str] = []
-        maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
-        was_training = self.model.training
-        self.model.eval()
-        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
-        for loader in loaders:
-            if loader is None:
-                continue
-            for images, paths in self._normal_images(loader, "Npgmf: fitting map normalisation"):
-                for part, part_map in self.model.raw_maps(images).items():
-                    maps[part].extend(part_map.cpu())
-                keys.extend(paths)
-        self.model.train(was_training)
-        if not keys:
-            logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
-            return
-        for part, part_maps in maps.items():
-            if part_maps:
-                gathered = gather_unique_by_key(keys, part_maps)
-                self.model.normalizer(part).fit([m.to(self.device) for m in gathered])
-
-    def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""
-        for batch in tqdm(dataloader, desc=description, leave=False, disable=None):
-            normal = _normal_mask(batch)
-            if not bool(normal.any()):
-                continue
-            images = batch.image[normal].to(self.device)
-            if self.pre_processor is not None and self.pre_processor.transform is not None:
-                images = self.pre_processor.transform(images)
-            yield images, [path for path, keep in zip(batch_image_paths(batch), normal.tolist(), strict=True) if keep]
 
     # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self) -> optim.Optimizer:
@@ -374,59 +241,20 @@ class Npgmf(CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
         return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
 
     def int8_ignored_scope(self, model: Any) -> Any:
-        """INT8 PTQ quantises the frozen encoder only; decoders, priors and fusion stay FP32.
-
-        Measured at 256 px (``benchmarks/speed/RESULTS.md``): quantising everything (anomalib's default) moved the
-        image AUROC by -0.15 (score correlation with FP32 0.50): the scores are small teacher-student and prior
-        distances, and INT8 noise in the trained decoders is as large. Encoder-only INT8 kept the correlation at
-        0.99. The encoder's convolutions are found from the graph's structure (see ``frozen_encoder_convolutions``);
-        if they cannot all be found, nothing is quantised rather than everything.
-        """
-        import nncf
-
-        from anomalib_npgmf.models.common.export import frozen_encoder_convolutions
-
-        shapes = [tuple(m.weight.shape) for m in self.model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-        encoder = frozen_encoder_convolutions(model, shapes)
-        if not encoder:
-            logger.warning("INT8 export: the encoder's convolutions were not found in the graph; keeping it all FP32")
-        keep_fp32 = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() not in encoder]
-        return nncf.IgnoredScope(names=keep_fp32, validate=False)
+        """INT8 PTQ quantises the frozen encoder only; decoders, priors and fusion stay FP32 (see
+        :func:`~anomalib_npgmf.models.common.export.encoder_only_int8_scope` for why and how)."""
+        return encoder_only_int8_scope(model, self.model.encoder)
 
     @property
     def learning_type(self) -> LearningType:
         """Trained on normal images only."""
         return LearningType.ONE_CLASS
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the package version, so later versions can refuse or convert old checkpoints clearly."""
-        super().on_save_checkpoint(checkpoint)
-        stamp_version(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
-        check_version(checkpoint, type(self).__name__)
-        super().on_load_checkpoint(checkpoint)
-
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "paper": {"use_global_prior": False, "use_patch_prior": False, "raw_embedding": False},
     "plus": {"use_global_prior": True, "use_patch_prior": True, "raw_embedding": True},
 }
-
-
-def _checked_categories(category: str | None, categories: Sequence[str] | None) -> list[str]:
-    """The model's category list (empty: one category, named by ``category`` or the datamodule)."""
-    if categories is None:
-        return []
-    names = [str(name) for name in categories]
-    if category is not None:
-        msg = "pass either category= (one category) or categories= (one model for several), not both"
-        raise ValueError(msg)
-    if not names or any(not name.strip() for name in names) or len(set(names)) != len(names):
-        msg = f"categories must be distinct, non-empty names, got {names}"
-        raise ValueError(msg)
-    return names
 
 
 def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
@@ -437,11 +265,3 @@ def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
         msg = f"image_size must be an int or (height, width) with both sides >= 32, got {size}"
         raise ValueError(msg)
     return size
-
-
-def _normal_mask(batch: Batch) -> torch.Tensor:
-    """Which images of a batch are normal (all of them when the batch has no labels, e.g. LOCO validation)."""
-    count = batch.image.shape[0]
-    if batch.gt_label is None:
-        return torch.ones(count, dtype=torch.bool)
-    return torch.as_tensor(batch.gt_label).reshape(-1).cpu() == 0

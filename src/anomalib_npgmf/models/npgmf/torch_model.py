@@ -14,6 +14,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from anomalib_npgmf.models.common import QuantileMapNormalizer, SeparableGaussianBlur
 
+from .anomaly_map import fuse_normalised, reconstruction_map
 from .components import (
     CategoryPrior,
     FrozenEncoder,
@@ -24,7 +25,6 @@ from .components import (
     PatchNormalityPrior,
     ReconstructionDecoder,
 )
-from .loss import cosine_distance_map
 
 PARTS = ("logical", "structural", "global", "patch")  # the maps that are normalised and fused
 
@@ -237,14 +237,6 @@ class NpgmfModel(nn.Module):
             outputs["structural"] = self.structural(levels)
         return outputs
 
-    def _branch_map(self, teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Sum over levels of the upsampled cosine distance (B, 1, H, W), not yet smoothed."""
-        total = 0.0
-        for t, s in zip(teacher, student, strict=True):
-            distance = cosine_distance_map(t, s).unsqueeze(1)
-            total = total + F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
-        return total
-
     def unsmoothed_maps(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
@@ -260,7 +252,7 @@ class NpgmfModel(nn.Module):
             category_index = GlobalNormalityPrior.route(routing)
         outputs = self._reconstruct_features(levels, deepest, category_index)
         maps = {
-            branch: self._branch_map(outputs["teacher"], outputs[branch])
+            branch: reconstruction_map(outputs["teacher"], outputs[branch], self.input_size)
             for branch in ("logical", "structural")
             if branch in outputs
         }
@@ -285,10 +277,7 @@ class NpgmfModel(nn.Module):
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum."""
-        fused = 0.0
-        for part, raw_map in raw.items():
-            fused = fused + self.fusion_weights[part] * self.normalizer(part)(raw_map)
-        return fused
+        return fuse_normalised(raw, {part: self.normalizer(part) for part in raw}, self.fusion_weights)
 
     def forward(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None

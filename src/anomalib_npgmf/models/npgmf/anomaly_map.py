@@ -1,0 +1,35 @@
+"""Npgmf's maps on their own: each branch's reconstruction-error map, and the fusion of normalised part maps.
+
+Kept apart from the network (as anomalib's ``padim/anomaly_map.py``) so what a score is made of can be read in one
+place. The normalisers and fusion weights are the model's (buffers / hparams); these functions only combine them.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from .loss import cosine_distance_map
+
+
+def reconstruction_map(
+    teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], size: tuple[int, int]
+) -> torch.Tensor:
+    """Sum over levels of ``1 - cos(f_E^k, f_D^k)`` upsampled to ``size``: (B, 1, H, W), not yet smoothed."""
+    total = 0.0
+    for t, s in zip(teacher, student, strict=True):
+        distance = cosine_distance_map(t, s).unsqueeze(1)
+        total = total + F.interpolate(distance, size=size, mode="bilinear", align_corners=False)
+    return total
+
+
+def fuse_normalised(
+    raw: Mapping[str, torch.Tensor],
+    normalizers: Mapping[str, torch.nn.Module],
+    weights: Mapping[str, float],
+) -> torch.Tensor:
+    """Weighted sum of each part's map (or image-level value) normalised on its normal-image quantiles."""
+    fused = 0.0
+    for part, raw_map in raw.items():
+        fused = fused + weights[part] * normalizers[part](raw_map)
+    return fused

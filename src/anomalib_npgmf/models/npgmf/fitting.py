@@ -1,0 +1,132 @@
+"""How Npgmf fits what it does not learn by gradient: the normality priors, the category router and the map
+normalisation (anomalib's fit protocol for statistics, as ``MemoryBankMixin`` is for memory banks).
+
+Priors are fitted once on the training normals; the normalisation on held-out normals (validation, or a seeded slice
+of the training normals where validation is the test set, ``models/common/calibration.py``), before each validation
+epoch and once more on the final weights. Everything is gathered over DDP ranks and de-duplicated by image path, so
+N ranks fit what one process would.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+
+import torch
+from anomalib.data import Batch
+from tqdm.auto import tqdm
+
+from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key
+from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
+
+from .torch_model import PARTS
+
+logger = logging.getLogger(__name__)
+
+
+class NormalityFitting:
+    """Mix into Npgmf (before ``AnomalibModule``): needs ``model`` (``NpgmfModel``), ``pre_processor``,
+    ``trainer`` and :meth:`category_indices`."""
+
+    def on_validation_epoch_start(self) -> None:
+        """Fit the priors (once) and each part's map normalisation, before the validation images are scored.
+
+        Done here, not at the end of validation, so that the validation outputs anomalib's post-processor uses for
+        its threshold are already on the final scale. The last epoch need not validate: see
+        :meth:`calibrate_final_weights`.
+        """
+        self._calibrate()
+
+    def calibrate_final_weights(self) -> None:
+        """At the end of fitting (``FinalCheckpoint``): refit unless the last validation already ran on these weights.
+
+        With ``check_val_every_n_epoch: 10`` and ``max_epochs: 15`` the normalisation would otherwise stay fitted on
+        epoch 10's weights; ``FinalCheckpoint`` then saves the calibrated final state.
+        """
+        if self._calibrated_at_step != self.trainer.global_step:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        if any(not bool(prior.fitted) for prior in self.model.image_priors):
+            self.fit_priors(self.trainer.train_dataloader)
+        self.fit_normalization(self.calibration_dataloaders())
+        self._calibrated_at_step = self.trainer.global_step
+
+    def calibration_dataloaders(self) -> list:
+        """Normal images the normalisation is fitted on, never test images (see ``models/common/calibration.py``):
+        held-out training normals when the validation split may hold test images, else the validation loaders."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        held_out = hold_out_normals(datamodule)
+        if held_out is not None:
+            return [calibration_loader(datamodule, held_out)]
+        loaders = self.trainer.val_dataloaders
+        if loaders is None and datamodule is not None:  # no validation ran yet (e.g. check_val_every_n_epoch > epochs)
+            loaders = datamodule.val_dataloader()
+        return list(loaders) if isinstance(loaders, list | tuple) else [loaders]
+
+    @torch.no_grad()
+    def fit_priors(self, dataloader: Iterable | None) -> None:
+        """Fit the normality priors and the category router on the (normal) training images, gathered over DDP ranks.
+
+        Each image is encoded once; every prior reads its own statistic of the same features.
+        """
+        priors = self.model.image_priors
+        if not priors:
+            return
+        if dataloader is None:
+            logger.warning("Npgmf: no training dataloader to fit the normality priors on; they stay off.")
+            return
+        keys: list[str] = []
+        samples: list[list[torch.Tensor]] = [[] for _ in priors]
+        indices: list[torch.Tensor] = []
+        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
+            *levels, _ = self.model.encoder(images)
+            for prior, collected in zip(priors, samples, strict=True):
+                collected.extend(prior.samples(levels).cpu())
+            category_index = self.category_indices(paths)
+            indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
+            keys.extend(paths)
+        category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
+        for prior, collected in zip(priors, samples, strict=True):
+            prior.fit(torch.stack(gather_unique_by_key(keys, collected)).to(self.device), category_index)
+
+    @torch.no_grad()
+    def fit_normalization(self, dataloaders: Iterable | None) -> None:
+        """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
+        keys: list[str] = []
+        maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
+        was_training = self.model.training
+        self.model.eval()
+        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
+        for loader in loaders:
+            if loader is None:
+                continue
+            for images, paths in self._normal_images(loader, "Npgmf: fitting map normalisation"):
+                for part, part_map in self.model.raw_maps(images).items():
+                    maps[part].extend(part_map.cpu())
+                keys.extend(paths)
+        self.model.train(was_training)
+        if not keys:
+            logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
+            return
+        for part, part_maps in maps.items():
+            if part_maps:
+                gathered = gather_unique_by_key(keys, part_maps)
+                self.model.normalizer(part).fit([m.to(self.device) for m in gathered])
+
+    def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""
+        for batch in tqdm(dataloader, desc=description, leave=False, disable=None):
+            normal = _normal_mask(batch)
+            if not bool(normal.any()):
+                continue
+            images = batch.image[normal].to(self.device)
+            if self.pre_processor is not None and self.pre_processor.transform is not None:
+                images = self.pre_processor.transform(images)
+            yield images, [path for path, keep in zip(batch_image_paths(batch), normal.tolist(), strict=True) if keep]
+
+
+def _normal_mask(batch: Batch) -> torch.Tensor:
+    """Which images of a batch are normal (all of them when the batch has no labels, e.g. LOCO validation)."""
+    count = batch.image.shape[0]
+    if batch.gt_label is None:
+        return torch.ones(count, dtype=torch.bool)
+    return torch.as_tensor(batch.gt_label).reshape(-1).cpu() == 0
