@@ -40,6 +40,18 @@ INP_BASE = {
     "pre_trained": False,
     "backbone_kwargs": {"depth": 4, "embed_dim": 32, "num_heads": 2, "img_size": 28},
 }
+
+
+def _demo_config() -> dict:
+    """configs/npgmf/demo_cpu.yaml's model arguments (read, not copied), less what the matrix sets itself."""
+    from anomalib_npgmf.benchmarking.registry import npgmf_settings
+
+    drop = {"backbone", "pre_trained", "visualizer", "category", "categories"}
+    return {key: value for key, value in npgmf_settings().items() if key not in drop}
+
+
+DEMO = _demo_config()
+TINY = {"variant": "plus", "bottleneck_channels": 64, "oce_strides": (1, 1), "codebook_size": 32, "prior_channels": 16}
 CASES = [
     # Npgmf's constructor defaults (= configs/npgmf/mvtec_loco.yaml's shape): the paper variant, 256 px, strides (2, 2),
     # K 256; and configs/npgmf/mvtec_loco_plus.yaml's (both priors, raw embedding)
@@ -49,44 +61,10 @@ CASES = [
         "npgmf-plus-256-priors-off", "Npgmf", {"variant": "plus", "use_global_prior": False, "use_patch_prior": False}
     ),
     Case("npgmf-256-strides11", "Npgmf", {"oce_strides": (1, 1)}),
-    # configs/npgmf/demo_cpu.yaml
-    Case(
-        "npgmf-demo-128",
-        "Npgmf",
-        {
-            "variant": "plus",
-            "image_size": 128,
-            "bottleneck_channels": 128,
-            "oce_strides": (2, 1),
-            "codebook_size": 128,
-            "prior_channels": 32,
-        },
-    ),
-    # the test suite's tiny settings, at 64 px and at 256 px
-    Case(
-        "npgmf-tiny-64",
-        "Npgmf",
-        {
-            "variant": "plus",
-            "global_in_map": True,
-            "image_size": 64,
-            "bottleneck_channels": 64,
-            "oce_strides": (1, 1),
-            "codebook_size": 32,
-            "prior_channels": 16,
-        },
-    ),
-    Case(
-        "npgmf-tiny-256",
-        "Npgmf",
-        {
-            "variant": "plus",
-            "bottleneck_channels": 64,
-            "oce_strides": (1, 1),
-            "codebook_size": 32,
-            "prior_channels": 16,
-        },
-    ),
+    Case("npgmf-demo-128", "Npgmf", DEMO),  # configs/npgmf/demo_cpu.yaml
+    # the test suite's tiny settings, at 64 px (global prior spread over the map) and at 256 px
+    Case("npgmf-tiny-64", "Npgmf", {**TINY, "global_in_map": True, "image_size": 64}),
+    Case("npgmf-tiny-256", "Npgmf", TINY),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",
@@ -98,28 +76,10 @@ CASES = [
     Case(
         "npgmf-multiclass-paper-128",
         "Npgmf",
-        {
-            "image_size": 128,
-            "bottleneck_channels": 64,
-            "oce_strides": (2, 1),
-            "codebook_size": 32,
-            "prior_channels": 16,
-        },
+        {**TINY, "variant": "paper", "image_size": 128, "oce_strides": (2, 1)},
         categories=("demo_box", "demo_pins"),
     ),
-    Case(
-        "npgmf-multiclass-128",
-        "Npgmf",
-        {
-            "variant": "plus",
-            "image_size": 128,
-            "bottleneck_channels": 128,
-            "oce_strides": (2, 1),
-            "codebook_size": 128,
-            "prior_channels": 32,
-        },
-        categories=("demo_box", "demo_pins"),
-    ),
+    Case("npgmf-multiclass-128", "Npgmf", DEMO, categories=("demo_box", "demo_pins")),
     # InpFormerPlusPlus: configs/inp_former_pp/demo_cpu.yaml's sizes, both variants, map scored at 256 as the paper
     Case("inp-pp-128", "InpFormerPlusPlus", {"image_size": 128, "crop_size": 112, "score_size": None}),
     Case(
