@@ -379,7 +379,7 @@ SCREWS_NAMES = [spec.name for spec in SCENES["screws"].defects]
 
 @pytest.mark.parametrize("defect", [None, *SCREWS_NAMES])
 def test_screws_rules_hold_on_normals_and_each_defect_breaks_exactly_its_rule(defect):
-    from anomalib_npgmf.data.scenes import screws_violations
+    from anomalib_npgmf.data.screws import screws_violations
 
     surface_only = {"scratch", "contamination"}  # drawn on top of a tray that keeps every part rule
     for seed in range(25):
@@ -389,14 +389,15 @@ def test_screws_rules_hold_on_normals_and_each_defect_breaks_exactly_its_rule(de
 
 
 def scenes_plan(seed, defect):
-    from anomalib_npgmf.data.scenes import plan_screws
+    from anomalib_npgmf.data.screws import plan_screws
 
     return plan_screws(np.random.default_rng(seed), defect)
 
 
 def _part_components(defect, seed):
     """Connected blobs of part colour (steel or brass) in a clean drawing of one tray."""
-    from anomalib_npgmf.data.scenes import Canvas, draw_screws
+    from anomalib_npgmf.data.canvas import Canvas
+    from anomalib_npgmf.data.screws import draw_screws
 
     canvas = Canvas(128)
     draw_screws(canvas, np.random.default_rng(seed), defect)
