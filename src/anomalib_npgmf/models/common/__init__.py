@@ -2,7 +2,7 @@
 
 from anomalib_npgmf.utils.distributed import gather_unique_by_key
 
-from .batches import CheckedEvaluationSteps, batch_image_paths, check_finite_images
+from .batches import CheckedEvaluationSteps, as_image_size, batch_image_paths, check_finite_images, log_losses
 from .blur import SeparableGaussianBlur
 from .checkpoint import (
     AtomicCheckpointing,
@@ -28,12 +28,14 @@ __all__ = [
     "QuantileMapNormalizer",
     "SeparableGaussianBlur",
     "VersionedCheckpoints",
+    "as_image_size",
     "batch_image_paths",
     "check_finite_images",
     "check_version",
     "create_timm_encoder",
     "encoder_only_int8_scope",
     "gather_unique_by_key",
+    "log_losses",
     "resolve_weights_file",
     "stamp_version",
 ]

@@ -1,5 +1,7 @@
-"""Checks on anomalib batches that both models run in every step."""
+"""Checks on anomalib batches that both models run in every step, the image-size argument they both take, and how
+they log their losses."""
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,3 +47,28 @@ class CheckedEvaluationSteps:
         """As anomalib's, after refusing NaN/Inf input."""
         check_finite_images(batch)
         return super().predict_step(batch, batch_idx, dataloader_idx)  # type: ignore[misc]
+
+
+def as_image_size(size: int | Sequence[int], name: str = "image_size", minimum: int = 32) -> tuple[int, int]:
+    """``size`` as (height, width), each side at least ``minimum``; the error names the parameter."""
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(side) for side in size)
+    if len(size) != 2 or min(size) < minimum:
+        msg = f"{name} must be an int or (height, width) with both sides >= {minimum}, got {size}"
+        raise ValueError(msg)
+    return size
+
+
+def log_losses(module: Any, losses: Mapping[str, torch.Tensor], batch_size: int, on_step: bool = False) -> None:
+    """Log each loss term as ``train_<name>`` (epoch mean, reduced over DDP ranks; the total on the progress bar)."""
+    for name, value in losses.items():
+        module.log(
+            f"train_{name}",
+            value.detach(),
+            on_step=on_step and name == "loss",
+            on_epoch=True,
+            prog_bar=name == "loss",
+            batch_size=batch_size,
+            sync_dist=True,
+        )

@@ -23,7 +23,6 @@ from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
-from anomalib.models.image.dinomaly.components import StableAdamW
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
@@ -38,11 +37,13 @@ from anomalib_npgmf.models.common import (
     FinalCheckpoint,
     PluginExportMixin,
     VersionedCheckpoints,
+    as_image_size,
     check_finite_images,
+    log_losses,
 )
 
 from .components.augment import few_shot_augment
-from .components.schedule import WarmCosineLR
+from .components.schedule import paper_optimiser
 from .loss import InpFormerLoss
 from .torch_model import InpFormerPlusPlusModel
 
@@ -133,7 +134,7 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
         if variant not in VARIANTS:
             msg = f"variant must be one of {sorted(VARIANTS)}, got '{variant}'"
             raise ValueError(msg)
-        resize = _as_size(image_size, "image_size")
+        resize = as_image_size(image_size, "image_size", minimum=14)
         if crop_size is not None and (crop_size < 14 or crop_size > min(resize)):
             msg = f"crop_size must be None or between 14 and min(image_size)={min(resize)}, got {crop_size}"
             raise ValueError(msg)
@@ -200,7 +201,7 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
 
         Fixed sizes make the exported graph see exactly what training saw, whatever the size of the input image.
         """
-        resize = _as_size(image_size or 448, "image_size")
+        resize = as_image_size(image_size or 448, "image_size", minimum=14)
         steps: list[torch.nn.Module] = [Resize(resize, antialias=True)]
         if crop_size is not None:
             steps.append(CenterCrop(crop_size))
@@ -224,22 +225,8 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
             msg = "InpFormerPlusPlus needs a finite run for its cosine schedule: set max_epochs or max_steps"
             raise ValueError(msg)
         parameters = [parameter for module in self.model.trainable_modules() for parameter in module.parameters()]
-        optimizer = StableAdamW(
-            parameters,
-            lr=self.hparams["learning_rate"],
-            betas=(0.9, 0.999),
-            weight_decay=self.hparams["weight_decay"],
-            amsgrad=True,
-            eps=1e-10,
-        )
-        scheduler = WarmCosineLR(
-            optimizer,
-            base_lr=self.hparams["learning_rate"],
-            final_lr=self.hparams["final_learning_rate"],
-            warmup_steps=self.hparams["warmup_steps"],
-            total_steps=int(total_steps),
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        names = ("learning_rate", "final_learning_rate", "weight_decay", "warmup_steps")
+        return paper_optimiser(parameters, int(total_steps), **{name: self.hparams[name] for name in names})
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Reconstruct the frozen encoder's features of normal images from their own INPs."""
@@ -249,16 +236,7 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
         if self.hparams.get("few_shot_augment"):
             images = few_shot_augment(images)
         losses = self.loss(self.model(images, pseudo_seeds=self._pseudo_seeds(batch)))
-        for name, value in losses.items():
-            self.log(
-                f"train_{name}",
-                value.detach(),
-                on_step=name == "loss",
-                on_epoch=True,
-                prog_bar=name == "loss",
-                batch_size=images.shape[0],
-                sync_dist=True,
-            )
+        log_losses(self, losses, images.shape[0], on_step=True)
         return {"loss": losses["loss"]}
 
     def _pseudo_seeds(self, batch: Batch) -> list[int] | None:
@@ -280,13 +258,3 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
     def learning_type(self) -> LearningType:
         """Trained on normal images only (one category, several at once, or a few shots)."""
         return LearningType.ONE_CLASS
-
-
-def _as_size(size: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(side) for side in size)
-    if len(size) != 2 or min(size) < 14:
-        msg = f"{name} must be an int or (height, width) with both sides >= 14, got {size}"
-        raise ValueError(msg)
-    return size

@@ -33,9 +33,11 @@ from anomalib_npgmf.models.common import (
     FinalCheckpoint,
     PluginExportMixin,
     VersionedCheckpoints,
+    as_image_size,
     batch_image_paths,
     check_finite_images,
     encoder_only_int8_scope,
+    log_losses,
 )
 from anomalib_npgmf.models.common.calibration import hold_out_normals
 
@@ -128,7 +130,7 @@ class Npgmf(
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
-        image_size = _as_size(image_size)
+        image_size = as_image_size(image_size)
         if variant not in VARIANTS:
             msg = f"variant must be one of {sorted(VARIANTS)}, got {variant!r}"
             raise ValueError(msg)
@@ -176,7 +178,7 @@ class Npgmf(
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | int | None = None) -> PreProcessor:
         """Fixed resize + ImageNet normalisation: the exported graph then always sees the size it was built for."""
-        return AnomalibModule.configure_pre_processor(_as_size(image_size or (256, 256)))
+        return AnomalibModule.configure_pre_processor(as_image_size(image_size or (256, 256)))
 
     def on_fit_start(self) -> None:
         """Set up the text prior before the first training step; check a multi-category datamodule's names; hold
@@ -223,16 +225,7 @@ class Npgmf(
         del args, kwargs
         check_finite_images(batch)
         losses = self.loss(self.model(batch.image, self.category_indices(batch_image_paths(batch))))
-        for name, value in losses.items():
-            self.log(
-                f"train_{name}",
-                value.detach(),
-                on_epoch=True,
-                on_step=False,
-                prog_bar=name == "loss",
-                batch_size=batch.image.shape[0],
-                sync_dist=True,
-            )
+        log_losses(self, losses, batch.image.shape[0])
         return {"loss": losses["loss"]}
 
     @property
@@ -255,13 +248,3 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "paper": {"use_global_prior": False, "use_patch_prior": False, "raw_embedding": False},
     "plus": {"use_global_prior": True, "use_patch_prior": True, "raw_embedding": True},
 }
-
-
-def _as_size(size: tuple[int, int] | Sequence[int] | int) -> tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 32:
-        msg = f"image_size must be an int or (height, width) with both sides >= 32, got {size}"
-        raise ValueError(msg)
-    return size

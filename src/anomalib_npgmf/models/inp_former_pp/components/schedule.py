@@ -7,7 +7,10 @@ epoch, warm-up lasts 100 epochs and the cosine never starts. Ours is returned to
 
 import logging
 import math
+from collections.abc import Iterable
+from typing import Any
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -81,3 +84,28 @@ class WarmCosineLR(LRScheduler):
         """Learning rate of the current step for each parameter group."""
         value = warm_cosine_lr(self.last_epoch, self.base_lr, self.final_lr, self.warmup_steps, self.total_steps)
         return [value for _ in self.optimizer.param_groups]
+
+
+def paper_optimiser(
+    parameters: Iterable[torch.nn.Parameter],
+    total_steps: int,
+    learning_rate: float,
+    final_learning_rate: float,
+    weight_decay: float,
+    warmup_steps: int,
+) -> dict[str, Any]:
+    """The official recipe as Lightning's ``configure_optimizers`` answer: StableAdamW (anomalib's port; betas
+    (0.9, 0.999), amsgrad, eps 1e-10) and :class:`WarmCosineLR` stepped once per optimiser step."""
+    from anomalib.models.image.dinomaly.components import StableAdamW
+
+    optimizer = StableAdamW(
+        list(parameters), lr=learning_rate, betas=(0.9, 0.999), weight_decay=weight_decay, amsgrad=True, eps=1e-10
+    )
+    scheduler = WarmCosineLR(
+        optimizer,
+        base_lr=learning_rate,
+        final_lr=final_learning_rate,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
