@@ -22,7 +22,7 @@ from anomalib_npgmf.metrics import LocoResults
 
 
 def rescore(folder: Path, name: str, seed: int, category: str, image_size: int) -> dict[str, list[float]]:
-    """{"logical": [clamped, raw], "structural": [clamped, raw]} image AUROC of one saved run."""
+    """{"logical": [clamped AUROC, raw AUROC, raw AU-sPRO], "structural": [...]} of one saved run."""
     runs = folder / "runs"
     run = next(path for path in (runs / f"{name}_{seed}", runs / f"{name.lower()}_{seed}") if path.exists())
     checkpoint = next(run.rglob(f"{category}/**/model.ckpt"))
@@ -39,7 +39,10 @@ def rescore(folder: Path, name: str, seed: int, category: str, image_size: int) 
             post = model.post_processor(output)
             clamped.add(batch.image_path, post.pred_score, post.anomaly_map)
     with_clamp, without = clamped.table(), raw.table()
-    return {kind: [with_clamp[kind]["image_AUROC"], without[kind]["image_AUROC"]] for kind in ("logical", "structural")}
+    return {
+        kind: [with_clamp[kind]["image_AUROC"], without[kind]["image_AUROC"], without[kind]["AU-sPRO"]]
+        for kind in ("logical", "structural")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
