@@ -52,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--json", type=Path, help="also write {model|category|folder: figures} here")
+    parser.add_argument("--categories", nargs="+", help="only these categories (default: every one under data/)")
     arguments = parser.parse_args(argv)
     figures = {}
     for folder in arguments.folders:
         for name in arguments.models:
-            for category in sorted(path.name for path in (folder / "data").iterdir() if path.is_dir()):
+            categories = sorted(path.name for path in (folder / "data").iterdir() if path.is_dir())
+            for category in arguments.categories or categories:
                 key = f"{registry.resolve(name)}|{category}|{folder.name}"
                 figures[key] = rescore(folder, name, arguments.seed, category, arguments.image_size)
                 print(key, {kind: [round(v, 3) for v in pair] for kind, pair in figures[key].items()}, flush=True)
