@@ -146,12 +146,15 @@ def _probe_row(name: str) -> Callable[[int, bool], Any]:
     return build
 
 
+PAPER = {"variant": "paper", "use_global_prior": None, "use_patch_prior": None}
+
+
 def _specs() -> dict[str, ModelSpec]:
     npgmf_rows = {
         "Npgmf": {},  # the demo config: variant plus
         # the paper's model alone (issue 16); None resets the demo config's explicit switches to the variant's values
-        "Npgmf_paper": {"variant": "paper", "use_global_prior": None, "use_patch_prior": None, "raw_embedding": None},
-        "Npgmf_paper_raw": {"variant": "paper", "use_global_prior": None, "use_patch_prior": None, "raw_embedding": True},
+        "Npgmf_paper": {**PAPER, "raw_embedding": None},
+        "Npgmf_paper_raw": {**PAPER, "raw_embedding": True},
         "Npgmf_no_raw": {"raw_embedding": False},
         "Npgmf_global_in_map": {"global_in_map": True},  # the global distance spread over the map (before issue 16)
         "Npgmf_no_global": {"use_global_prior": False},
