@@ -9,11 +9,13 @@ Training is VQ-VAE style: straight-through gradients, commitment loss (beta = 0.
 code updates. EMA sums and counts are all-reduced over DDP ranks, and dead codes are restarted at the worst-fitted
 features of the *global* batch (chosen by distance, not at random), so N ranks give the same codebook as one process.
 
-[ours] Initialisation and restarts (issue 16): the codes are seeded by k-means++ on a buffer of bottleneck features
-gathered over the first training batches (at least ``2 K`` features, or ``init_max_batches`` batches), so K distinct
-codes start on distinct normal patterns; until then the quantiser passes features through unchanged. (Seeded from the
-first batch alone, K = 32 / 128 / 512 had started as the same ~32 vectors repeated.) A code unused for
-``restart_after`` training steps is restarted; with the EMA-count rule it took ~690 steps.
+[ours] Initialisation and restarts (issue 16): the codes are seeded by farthest-point sampling (deterministic, so a
+DDP run seeds what one process does) on a buffer of bottleneck features gathered over the first training batches
+(at least ``2 K`` features, or ``init_max_batches`` batches), so K distinct codes start on distinct normal patterns;
+until then the quantiser passes features through unchanged. (Seeded from the first batch alone, K = 32 / 128 / 512
+had started as the same ~32 vectors repeated.) A code unused for ``restart_after`` training steps is restarted; with
+the EMA-count rule it took ~690 steps. Recent use is a float halved per unused step, updated from the same
+all-reduced counts as the EMA (an integer idle counter disagreed between a DDP run and one process, cause not found).
 """
 
 import torch
@@ -22,6 +24,8 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from anomalib_npgmf.utils.distributed import all_reduce_sum, is_distributed
+
+USAGE_DECAY = 0.5  # per unused training step (restart_after = 20 steps: below 0.5 ** 19.5 ~ 1.3e-6)
 
 
 class GroupedVectorQuantizer(nn.Module):
@@ -35,7 +39,6 @@ class GroupedVectorQuantizer(nn.Module):
         decay: EMA decay of code statistics.
         restart_after: A code not chosen by any feature for this many training steps is restarted.
         init_max_batches: Initialise the codes after this many batches even if fewer than ``2 K`` features were seen.
-        seed: Seed of the k-means++ draws (the same on every rank, so DDP runs pick the same codes).
     """
 
     def __init__(
@@ -47,7 +50,6 @@ class GroupedVectorQuantizer(nn.Module):
         decay: float = 0.99,
         restart_after: int = 20,
         init_max_batches: int = 16,
-        seed: int = 0,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
@@ -68,14 +70,15 @@ class GroupedVectorQuantizer(nn.Module):
         self.decay = decay
         self.restart_after = int(restart_after)
         self.init_max_batches = int(init_max_batches)
-        self.seed = int(seed)
         self.eps = eps
         self._init_buffer: list[torch.Tensor] = []  # (G, N, D/G) features gathered before the codes exist
         codes = torch.randn(num_codebooks, num_codes, self.group_dim) / self.group_dim**0.5
         self.register_buffer("codes", codes)
         self.register_buffer("ema_count", torch.ones(num_codebooks, num_codes))
         self.register_buffer("ema_sum", codes.clone())
-        self.register_buffer("idle_steps", torch.zeros(num_codebooks, num_codes, dtype=torch.long))
+        # Recent use of each code: 1 when used, times USAGE_DECAY per step unused; a float updated beside the EMA
+        # counts from the same all-reduced counts, so every rank (and one process) holds the same values.
+        self.register_buffer("recent_use", torch.ones(num_codebooks, num_codes))
         self.register_buffer("initialised", torch.tensor(False))
 
     def _tokens(self, features: torch.Tensor) -> torch.Tensor:
@@ -129,12 +132,11 @@ class GroupedVectorQuantizer(nn.Module):
             return
         candidates = torch.cat(self._init_buffer, dim=1)
         self._init_buffer = []
-        generator = torch.Generator().manual_seed(self.seed)
         for group in range(self.num_codebooks):
-            self.codes[group] = kmeans_plus_plus(candidates[group], self.num_codes, generator)
+            self.codes[group] = farthest_point_codes(candidates[group], self.num_codes)
         self.ema_sum.copy_(self.codes)
         self.ema_count.fill_(1.0)
-        self.idle_steps.zero_()
+        self.recent_use.fill_(1.0)
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -147,14 +149,14 @@ class GroupedVectorQuantizer(nn.Module):
         total = self.ema_count.sum(dim=1, keepdim=True)
         smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
         self.codes.copy_(self.ema_sum / smoothed.unsqueeze(-1))
-        self.idle_steps.add_(1).masked_fill_(counts > 0, 0)  # counts are global: every rank agrees
+        self.recent_use.mul_(USAGE_DECAY).masked_fill_(counts > 0, 1.0)  # counts are global: every rank agrees
         self._restart_dead_codes(tokens, distances.min(dim=-1).values)
 
     @torch.no_grad()
     def _restart_dead_codes(self, tokens: torch.Tensor, nearest_distance: torch.Tensor) -> None:
         """Move unused codes onto the features the codebook fits worst (deterministic, rank-count independent)."""
         for group in range(self.num_codebooks):
-            dead = (self.idle_steps[group] >= self.restart_after).nonzero().flatten()
+            dead = (self.recent_use[group] < self._dead_below).nonzero().flatten()
             if dead.numel() == 0:
                 continue
             worst = _global_worst_tokens(tokens[group], nearest_distance[group], dead.numel())
@@ -162,33 +164,37 @@ class GroupedVectorQuantizer(nn.Module):
             self.codes[group, dead] = worst
             self.ema_sum[group, dead] = worst
             self.ema_count[group, dead] = 1.0
-            self.idle_steps[group, dead] = 0
+            self.recent_use[group, dead] = 1.0
 
     @torch.no_grad()
     def usage(self) -> torch.Tensor:
         """Fraction of codes per codebook chosen within the last ``restart_after`` training steps."""
-        return (self.idle_steps < self.restart_after).float().mean(dim=1)
+        return (self.recent_use >= self._dead_below).float().mean(dim=1)
+
+    @property
+    def _dead_below(self) -> float:
+        # restart_after unused steps give USAGE_DECAY ** restart_after; half a step more keeps the comparison off
+        # the float boundary
+        return USAGE_DECAY ** (self.restart_after - 0.5)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
-        # Checkpoints written before the idle-step restarts have no ``idle_steps``: start the count at zero.
-        state_dict.setdefault(f"{prefix}idle_steps", torch.zeros_like(self.idle_steps))
+        # Checkpoints written before these restarts have no ``recent_use``: every code counts as just used.
+        state_dict.setdefault(f"{prefix}recent_use", torch.ones_like(self.recent_use))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def kmeans_plus_plus(candidates: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` seeds from (N, D) ``candidates`` by k-means++ (each next seed drawn with probability ~ squared
-    distance to the nearest seed so far): distinct, spread-out codes. With fewer distinct candidates than ``count``
-    the rest repeat drawn candidates (they are restarted as dead codes later)."""
+def farthest_point_codes(candidates: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` seeds from (N, D) ``candidates`` by farthest-point sampling: start at the candidate nearest to their
+    mean, then repeatedly take the candidate farthest from every seed so far. Distinct, spread-out codes, and no random
+    draw: the choice depends on the candidates' values, not their order, so a DDP run (whose gathered features equal
+    one process's only to float rounding) seeds the same codes. With fewer distinct candidates than ``count`` the rest
+    repeat chosen ones (they are restarted as dead codes later)."""
     points = candidates.double().cpu()
-    first = int(torch.randint(points.shape[0], (1,), generator=generator))
+    first = int((points - points.mean(dim=0)).pow(2).sum(-1).argmin())
     chosen = [first]
     nearest = (points - points[first]).pow(2).sum(-1)
     for _ in range(count - 1):
-        total = float(nearest.sum())
-        if total <= 0.0:  # every candidate already chosen (or identical): repeat uniformly drawn ones
-            pick = int(torch.randint(points.shape[0], (1,), generator=generator))
-        else:
-            pick = int(torch.multinomial(nearest / total, 1, generator=generator))
+        pick = int(nearest.argmax())
         chosen.append(pick)
         nearest = torch.minimum(nearest, (points - points[pick]).pow(2).sum(-1))
     return candidates[torch.tensor(chosen)]
