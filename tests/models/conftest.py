@@ -10,6 +10,25 @@ import pytest
 import torch
 
 DDP_SCRIPT = Path(__file__).with_name("ddp_train.py")
+# The tiny Npgmf of the fitting, calibration and DDP tests (ddp_train.py, a script, loads this file by path).
+TINY_NPGMF = {
+    "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
+    "backbone": "resnet18",
+    "pre_trained": False,
+    "image_size": 64,
+    "bottleneck_channels": 32,
+    "oce_strides": (1, 1),
+    "codebook_size": 16,
+    "num_codebooks": 2,
+    "prior_channels": 8,
+    "visualizer": False,
+}
+
+
+@pytest.fixture
+def tiny_npgmf() -> dict:
+    """A copy of :data:`TINY_NPGMF` (no category: add ``category=`` or ``categories=``)."""
+    return dict(TINY_NPGMF)
 
 
 # DDP equivalence: why a 2-rank run and a 1-rank run differ at all, and how much they may.

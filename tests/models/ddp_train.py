@@ -20,31 +20,25 @@ from anomalib_npgmf import InpFormerPlusPlus, Npgmf
 from anomalib_npgmf.data import MVTecLOCORegions
 
 
-def _inp_former_pp_tiny_settings() -> dict:
-    """The tiny INP-Former++ of the model's own tests (this script runs outside pytest, so load it by path)."""
+def _load_conftest(relative: str) -> object:
+    """A conftest of the models' tests (this script runs outside pytest, so it is loaded by path)."""
     import importlib.util
 
-    path = Path(__file__).with_name("inp_former_pp") / "conftest.py"
-    spec = importlib.util.spec_from_file_location("inp_former_pp_conftest", path)
+    path = Path(__file__).parent / relative
+    spec = importlib.util.spec_from_file_location(f"conftest_{path.parent.name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return {**module.TINY_MODEL, "backbone_kwargs": dict(module.TINY_BACKBONE)}
+    return module
 
 
-TINY_NPGMF = {
-    "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
-    "backbone": "resnet18",
-    "pre_trained": False,
-    "image_size": 64,
-    "bottleneck_channels": 32,
-    "oce_strides": (1, 1),
-    "codebook_size": 16,
-    "num_codebooks": 2,
-    "prior_channels": 8,
-    "category": "demo_box",
+_INP = _load_conftest("inp_former_pp/conftest.py")
+TINY_NPGMF = {**_load_conftest("conftest.py").TINY_NPGMF, "category": "demo_box"}
+TINY_INP_FORMER_PP = {
+    **_INP.TINY_MODEL,
+    "backbone_kwargs": dict(_INP.TINY_BACKBONE),
+    "warmup_steps": 1,
     "visualizer": False,
 }
-TINY_INP_FORMER_PP = {**_inp_former_pp_tiny_settings(), "warmup_steps": 1, "visualizer": False}
 MODELS = {"npgmf": (Npgmf, TINY_NPGMF), "inp_former_pp": (InpFormerPlusPlus, TINY_INP_FORMER_PP)}
 
 

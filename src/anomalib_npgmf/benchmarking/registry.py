@@ -155,6 +155,10 @@ def _specs() -> dict[str, ModelSpec]:
         # the paper's model alone (issue 16); None resets the demo config's explicit switches to the variant's values
         "Npgmf_paper": {**PAPER, "raw_embedding": None},
         "Npgmf_paper_raw": {**PAPER, "raw_embedding": True},
+        "Npgmf_paper_no_codebook": {**PAPER, "raw_embedding": None, "codebook_size": 0},  # the paper's own ablations
+        "Npgmf_paper_no_agc": {**PAPER, "raw_embedding": None, "prior_channels": 0},
+        "Npgmf_paper_k32": {**PAPER, "raw_embedding": None, "codebook_size": 32},
+        "Npgmf_paper_k512": {**PAPER, "raw_embedding": None, "codebook_size": 512},
         "Npgmf_no_raw": {"raw_embedding": False},
         "Npgmf_global_in_map": {"global_in_map": True},  # the global distance spread over the map (before issue 16)
         "Npgmf_no_global": {"use_global_prior": False},

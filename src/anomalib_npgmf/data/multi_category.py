@@ -14,6 +14,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from anomalib.data import ImageItem
@@ -115,8 +116,8 @@ class MultiCategory(AnomalibDataModule):
         train_batch_size, eval_batch_size, num_workers, train_augmentations, val_augmentations, test_augmentations,
         augmentations, test_split_mode, test_split_ratio, val_split_ratio, seed: As in anomalib's datamodules.
         val_split_mode: See "Validation" above.
-        loco_report: At test time, when every category is in the MVTec LOCO layout (``defects_config.json``), attach
-            :class:`~anomalib_npgmf.metrics.callback.PerCategoryLocoReport`: ``anomalib test`` then prints and saves
+        loco_report: At test time, when every category is in the MVTec LOCO layout (``defects_config.json``), our
+            models attach :class:`~anomalib_npgmf.metrics.callback.PerCategoryLocoReport`: ``anomalib test`` writes
             the logical / structural table (image AUROC, AU-sPRO) per category and its mean over categories.
         fpr_limit: FPR integration limit of AU-sPRO in that table.
     """
@@ -207,16 +208,14 @@ class MultiCategory(AnomalibDataModule):
         """Whether every category is in the MVTec LOCO layout (has ``defects_config.json``)."""
         return all((folder / "defects_config.json").is_file() for folder in self.category_roots.values())
 
-    def setup(self, stage: str | None = None) -> None:
-        """anomalib's set-up, plus the per-category LOCO table when testing LOCO categories under a trainer."""
-        super().setup(stage)
-        trainer = getattr(self, "trainer", None)
-        if not self.loco_report or trainer is None or stage not in {None, "test"} or not self.is_loco:
-            return
+    def test_report(self) -> Any:
+        """The per-category LOCO table callback of a test run (``None`` unless every category is LOCO-layout and
+        ``loco_report``); our models add it in ``configure_callbacks``, see ``MVTecLOCORegions.test_report``."""
+        if not self.loco_report or not self.is_loco:
+            return None
         from anomalib_npgmf.metrics.callback import PerCategoryLocoReport
 
-        if not any(isinstance(callback, PerCategoryLocoReport) for callback in trainer.callbacks):
-            trainer.callbacks.append(PerCategoryLocoReport(self.categories, self.category_of, self.fpr_limit))
+        return PerCategoryLocoReport(self.categories, self.category_of, self.fpr_limit)
 
     def _setup(self, _stage: str | None = None) -> None:
         rows = []

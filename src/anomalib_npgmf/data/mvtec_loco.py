@@ -102,8 +102,8 @@ class MVTecLOCORegions(AnomalibMVTecLOCO):
     F1-adaptive default) are not meaningful; use AUROC / AU-sPRO (see the README, "Thresholds").
 
     Args:
-        loco_report: At test time, attach :class:`~anomalib_npgmf.metrics.callback.LocoReportCallback` so that
-            ``anomalib test`` prints and saves the logical / structural table (image AUROC, AU-sPRO).
+        loco_report: At test time, our models attach :class:`~anomalib_npgmf.metrics.callback.LocoReportCallback`,
+            so that ``anomalib test`` prints and saves the logical / structural table (image AUROC, AU-sPRO).
         fpr_limit: FPR integration limit of AU-sPRO in that table.
         root, category, train_batch_size, eval_batch_size, num_workers, train_augmentations, val_augmentations,
         test_augmentations, augmentations, test_split_mode, val_split_mode, test_split_ratio, val_split_ratio,
@@ -148,14 +148,13 @@ class MVTecLOCORegions(AnomalibMVTecLOCO):
         self.loco_report = loco_report
         self.fpr_limit = fpr_limit
 
-    def setup(self, stage: str | None = None) -> None:
-        """anomalib's set-up, plus the LOCO report callback when testing under a trainer."""
-        super().setup(stage)
-        trainer = getattr(self, "trainer", None)
-        if not self.loco_report or trainer is None or stage not in {None, "test"}:
-            return
-        if not any(isinstance(callback, LocoReportCallback) for callback in trainer.callbacks):
-            trainer.callbacks.append(LocoReportCallback(self.fpr_limit))
+    def test_report(self) -> LocoReportCallback | None:
+        """The LOCO table callback of a test run on this data (``None`` with ``loco_report=False``).
+
+        Our models add it from their ``configure_callbacks``; with another model, list
+        ``anomalib_npgmf.metrics.callback.LocoReportCallback`` under ``trainer.callbacks`` in the config.
+        """
+        return LocoReportCallback(self.fpr_limit) if self.loco_report else None
 
     def _setup(self, _stage: str | None = None) -> None:
         self.train_data = MVTecLOCORegionsDataset(split=Split.TRAIN, root=self.root, category=self.category)

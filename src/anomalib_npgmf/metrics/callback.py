@@ -1,12 +1,13 @@
 """Print and save the LOCO table at the end of ``anomalib test``, for any anomalib model (one category, or per
 category over several).
 
-Our ``MVTecLOCORegions`` datamodule attaches this callback when a test starts (``loco_report=True``), so
-``anomalib test --model Patchcore --data anomalib_npgmf.data.MVTecLOCORegions ...`` prints the logical / structural
-table and writes ``loco_report.{json,csv,md}`` into the run folder (``trainer.default_root_dir``, where anomalib also
-puts the run's ``images/`` and ``weights/``). ``MultiCategory`` over LOCO categories attaches
-:class:`PerCategoryLocoReport` instead: the same table per category plus the mean over categories
-(``loco_report_per_category.{json,csv,md}``).
+Our models add it from ``configure_callbacks`` when the datamodule is our ``MVTecLOCORegions``
+(``loco_report=True``); anomalib's own models get it when the config or command line lists it:
+``anomalib test --model Patchcore --data anomalib_npgmf.data.MVTecLOCORegions ... --trainer.callbacks
+anomalib_npgmf.metrics.callback.LocoReportCallback``. It prints the logical / structural table and writes
+``loco_report.{json,csv,md}`` into the run folder (``trainer.default_root_dir``, where anomalib also puts the run's
+``images/`` and ``weights/``). Over LOCO categories in ``MultiCategory`` our models add :class:`PerCategoryLocoReport`
+instead: the same table per category plus the mean over categories (``loco_report_per_category.{json,csv,md}``).
 """
 
 import logging

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from anomalib_npgmf.ground_truth import anomaly_type_of, load_defect_regions
 from anomalib_npgmf.utils import atomic_write_text
 
-from .functional import au_spro
+from .functional import au_spro, rank_auroc
 
 TYPES = ("logical", "structural")
 COLUMNS = ("image_AUROC", "AU-sPRO")
@@ -64,7 +63,7 @@ class LocoResults:
                 msg = f"the test set needs good and {kind} images for the LOCO table"
                 raise ValueError(msg)
             table[kind] = {
-                "image_AUROC": float(roc_auc_score(labels, scores[chosen])),
+                "image_AUROC": rank_auroc(scores[chosen], labels),
                 "AU-sPRO": au_spro([self.maps[i] for i in chosen], [regions[i] for i in chosen], fpr_limit),
             }
         return with_mean(table)

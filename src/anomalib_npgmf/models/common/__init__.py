@@ -11,6 +11,7 @@ from .checkpoint import (
     FinalCheckpoint,
     VersionedCheckpoints,
     check_version,
+    plugin_callbacks,
     stamp_version,
 )
 from .export import PluginExportMixin, encoder_only_int8_scope
@@ -36,6 +37,7 @@ __all__ = [
     "encoder_only_int8_scope",
     "gather_unique_by_key",
     "log_losses",
+    "plugin_callbacks",
     "resolve_weights_file",
     "stamp_version",
 ]

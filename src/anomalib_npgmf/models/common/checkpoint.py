@@ -196,3 +196,20 @@ class VersionedCheckpoints:
         """Refuse a checkpoint of an incompatible package version before its tensors are loaded."""
         check_version(checkpoint, type(self).__name__)
         super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+
+
+def plugin_callbacks(module: LightningModule, per_category: bool) -> list[Callback]:
+    """What both models add to anomalib's component callbacks: atomic checkpoint writes, the final weights always
+    (calibrated and) checkpointed, the per-category image AUROC table of test runs when ``per_category``, and the
+    datamodule's own test report (our LOCO datamodules' ``test_report()``: the logical / structural table) when
+    ``module`` is attached to a trainer that has a datamodule."""
+    callbacks: list[Callback] = [AtomicCheckpointing(), FinalCheckpoint()]
+    if per_category:
+        from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
+
+        callbacks.append(PerCategoryImageAUROC())
+    test_report = getattr(getattr(module._trainer, "datamodule", None), "test_report", None)
+    report = test_report() if callable(test_report) else None
+    if report is not None:
+        callbacks.append(report)
+    return callbacks

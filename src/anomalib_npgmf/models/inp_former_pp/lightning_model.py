@@ -12,13 +12,10 @@ Example:
     >>> Engine(max_epochs=2).train(model, datamodule=...)  # doctest: +SKIP
 """
 
-import logging
 import math
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
@@ -28,30 +25,25 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
-from torchvision.transforms.v2 import CenterCrop, Compose, Normalize, Resize
 
-from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import (
-    AtomicCheckpointing,
     CheckedEvaluationSteps,
-    FinalCheckpoint,
     PluginExportMixin,
     VersionedCheckpoints,
     as_image_size,
     check_finite_images,
     log_losses,
+    plugin_callbacks,
 )
 
 from .components.augment import few_shot_augment
-from .components.schedule import paper_optimiser
+from .components.pre_processing import check_crop_size, check_patch_multiple, resize_crop_normalise
+from .components.residual import pseudo_anomaly_seeds
+from .components.schedule import check_schedule, paper_optimiser
 from .loss import InpFormerLoss
 from .torch_model import InpFormerPlusPlusModel
 
-logger = logging.getLogger(__name__)
-
 VARIANTS = {"inp_former_pp": True, "inp_former": False}  # variant -> INP-Former++ additions on by default
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
@@ -135,9 +127,8 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
             msg = f"variant must be one of {sorted(VARIANTS)}, got '{variant}'"
             raise ValueError(msg)
         resize = as_image_size(image_size, "image_size", minimum=14)
-        if crop_size is not None and (crop_size < 14 or crop_size > min(resize)):
-            msg = f"crop_size must be None or between 14 and min(image_size)={min(resize)}, got {crop_size}"
-            raise ValueError(msg)
+        check_crop_size(crop_size, resize)
+        check_schedule(learning_rate, final_learning_rate, weight_decay, warmup_steps)
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(resize, crop_size)
         super().__init__(
@@ -149,12 +140,6 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
         plus_plus = VARIANTS[variant]
         self.soft_coherence = plus_plus if soft_coherence is None else bool(soft_coherence)
         self.residual_learning = plus_plus if residual_learning is None else bool(residual_learning)
-        if warmup_steps < 0 or not learning_rate > 0 or final_learning_rate < 0 or weight_decay < 0:
-            msg = (
-                "need learning_rate > 0, final_learning_rate >= 0, weight_decay >= 0 and warmup_steps >= 0; got "
-                f"{learning_rate}, {final_learning_rate}, {weight_decay} and {warmup_steps}"
-            )
-            raise ValueError(msg)
         self.model = InpFormerPlusPlusModel(
             backbone=backbone,
             pre_trained=pre_trained,
@@ -171,7 +156,9 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
             blur_sigma=blur_sigma,
             top_fraction=top_fraction,
         )
-        self._check_input_size(crop_size, resize)
+        check_patch_multiple(
+            self.input_size or ((crop_size,) * 2 if crop_size else resize), self.model.encoder.patch_size
+        )
         self.loss = InpFormerLoss(
             coherence_weight=coherence_weight,
             mining_power=mining_power,
@@ -180,42 +167,21 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
             residual_loss_weight=residual_loss_weight,
         )
 
-    def _check_input_size(self, crop_size: int | None, resize: tuple[int, int]) -> None:
-        """The ViT needs a multiple of its patch size; say which parameter to change instead of failing later."""
-        size = self.input_size or ((crop_size, crop_size) if crop_size else resize)
-        patch = self.model.encoder.patch_size
-        if any(side % step for side, step in zip(size, patch, strict=True)):
-            msg = (
-                f"the model input {tuple(size)} (crop_size, else image_size) must be a multiple of the ViT patch size "
-                f"{patch}: e.g. image_size=448, crop_size=392 (paper) or image_size=128, crop_size=112"
-            )
-            raise ValueError(msg)
-
     @classmethod
     def configure_pre_processor(
         cls,
         image_size: int | Sequence[int] | None = None,
         crop_size: int | None = 392,
     ) -> PreProcessor:
-        """Fixed resize (paper: 448) then centre crop (paper: 392) and ImageNet normalisation.
-
-        Fixed sizes make the exported graph see exactly what training saw, whatever the size of the input image.
-        """
-        resize = as_image_size(image_size or 448, "image_size", minimum=14)
-        steps: list[torch.nn.Module] = [Resize(resize, antialias=True)]
-        if crop_size is not None:
-            steps.append(CenterCrop(crop_size))
-        steps.append(Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD))
-        return PreProcessor(transform=Compose(steps))
+        """Fixed resize (paper: 448) then centre crop (paper: 392) and ImageNet normalisation (exported graphs see
+        exactly what training saw)."""
+        return resize_crop_normalise(as_image_size(image_size or 448, "image_size", minimum=14), crop_size)
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks, atomic checkpoint writes, the final weights always checkpointed (whatever
-        ``check_val_every_n_epoch``), and the per-category AUROC table for test runs. Nothing is fitted on images, so
-        there is no calibration to refresh."""
-        callbacks = [*super().configure_callbacks(), AtomicCheckpointing(), FinalCheckpoint()]
-        if self.hparams.get("per_category_metrics", True):
-            callbacks.append(PerCategoryImageAUROC())
-        return callbacks
+        """anomalib's callbacks and ours (:func:`~anomalib_npgmf.models.common.checkpoint.plugin_callbacks`); nothing
+        is fitted on images, so there is no calibration to refresh."""
+        per_category = self.hparams.get("per_category_metrics", True)
+        return [*super().configure_callbacks(), *plugin_callbacks(self, per_category=per_category)]
 
     # ------------------------------------------------------------------------------------------------ training
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
@@ -240,14 +206,10 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
         return {"loss": losses["loss"]}
 
     def _pseudo_seeds(self, batch: Batch) -> list[int] | None:
-        """Per-image seeds of the residual head's pseudo-anomalies: image path, optimiser step and the run's seed.
-
-        The same image at the same step gets the same pseudo-anomaly on one process or on any DDP rank.
-        """
+        """Per-image, rank-independent seeds of the residual head's pseudo-anomalies (residual learning only)."""
         if not self.model.residual_learning or batch.image_path is None:
             return None
-        base = torch.initial_seed() + 7919 * int(self.global_step)
-        return [base + 1_000_003 * zlib.crc32(str(path).encode()) for path in batch.image_path]
+        return pseudo_anomaly_seeds(batch.image_path, self.global_step)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class CategoryConditioning:
-    """Mix into Npgmf (before ``AnomalibModule``): needs ``categories``, ``hparams``, ``model`` and
+    """Mix into Npgmf (before ``AnomalibModule``): needs ``categories``, ``hparams``, ``model``, ``trainer`` and
     ``_clip_weights_file``."""
 
     # ----------------------------------------------------------------------------------------- priors and norms
@@ -47,6 +47,13 @@ class CategoryConditioning:
         logger.info("Npgmf: encoding category prompt(s) %s with CLIP %s", names, self.hparams["clip_model"])
         embedding = encode_category_names(names, self.hparams["clip_model"], self._clip_weights_file)
         prior.set_embedding(embedding.to(prior.text_embedding.device))
+
+    def check_datamodule_categories(self) -> None:
+        """A multi-category model must be trained on a datamodule with the same categories, in the same order."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "categories", None)
+        if self.categories and names and list(names) != list(self.categories):
+            msg = f"Npgmf was built for categories {list(self.categories)} but the datamodule has {list(names)}"
+            raise ValueError(msg)
 
     def category_indices(self, paths: Sequence[str]) -> torch.Tensor | None:
         """Index in ``categories`` of each image (``None`` for a one-category model)."""

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 class NormalityFitting:
     """Mix into Npgmf (before ``AnomalibModule``): needs ``model`` (``NpgmfModel``), ``pre_processor``,
-    ``trainer`` and :meth:`category_indices`."""
+    ``trainer``, :meth:`category_indices` and :meth:`_ensure_prior` (``CategoryConditioning``)."""
 
     def on_validation_epoch_start(self) -> None:
         """Fit the priors (once) and each part's map normalisation, before the validation images are scored.
@@ -34,6 +34,22 @@ class NormalityFitting:
         :meth:`calibrate_final_weights`.
         """
         self._calibrate()
+
+    def on_test_start(self) -> None:
+        """Scoring an untrained or restored model: make sure the text prior exists; warn if nothing was calibrated."""
+        self._ensure_ready_for_inference()
+
+    def on_predict_start(self) -> None:
+        """See :meth:`on_test_start`."""
+        self._ensure_ready_for_inference()
+
+    def _ensure_ready_for_inference(self) -> None:
+        self._ensure_prior()
+        if not any(bool(self.model.normalizer(part).fitted) for part in PARTS):
+            logger.warning(
+                "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
+                "Train with a validation split of normal images for calibrated scores."
+            )
 
     def calibrate_final_weights(self) -> None:
         """At the end of fitting (``FinalCheckpoint``): refit unless the last validation already ran on these weights.

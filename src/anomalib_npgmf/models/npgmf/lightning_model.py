@@ -11,7 +11,6 @@ Example:
     >>> Engine(max_epochs=2).train(model, datamodule=MVTecLOCORegions(root="datasets/demo", category="demo_box"))
 """
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,11 +25,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 
-from anomalib_npgmf.metrics.per_category import PerCategoryImageAUROC
 from anomalib_npgmf.models.common import (
-    AtomicCheckpointing,
     CheckedEvaluationSteps,
-    FinalCheckpoint,
     PluginExportMixin,
     VersionedCheckpoints,
     as_image_size,
@@ -38,6 +34,7 @@ from anomalib_npgmf.models.common import (
     check_finite_images,
     encoder_only_int8_scope,
     log_losses,
+    plugin_callbacks,
 )
 from anomalib_npgmf.models.common.calibration import hold_out_normals
 
@@ -45,9 +42,8 @@ from .categories import CategoryConditioning, checked_categories
 from .components import clip_text_dim, resolve_clip_weights
 from .fitting import NormalityFitting
 from .loss import NpgmfLoss
-from .torch_model import PARTS, NpgmfModel
-
-logger = logging.getLogger(__name__)
+from .torch_model import NpgmfModel
+from .variants import resolve_switches
 
 
 class Npgmf(
@@ -131,13 +127,9 @@ class Npgmf(
         visualizer: Visualizer | bool = True,
     ) -> None:
         image_size = as_image_size(image_size)
-        if variant not in VARIANTS:
-            msg = f"variant must be one of {sorted(VARIANTS)}, got {variant!r}"
-            raise ValueError(msg)
-        defaults = VARIANTS[variant]
-        use_global_prior = defaults["use_global_prior"] if use_global_prior is None else use_global_prior
-        use_patch_prior = defaults["use_patch_prior"] if use_patch_prior is None else use_patch_prior
-        raw_embedding = defaults["raw_embedding"] if raw_embedding is None else raw_embedding
+        switches = resolve_switches(
+            variant, use_global_prior=use_global_prior, use_patch_prior=use_patch_prior, raw_embedding=raw_embedding
+        )
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
         super().__init__(
@@ -165,11 +157,11 @@ class Npgmf(
             num_categories=max(1, len(self.categories)),
             use_logical=use_logical,
             use_structural=use_structural,
-            use_global_prior=use_global_prior,
-            use_patch_prior=use_patch_prior,
+            use_global_prior=switches["use_global_prior"],
+            use_patch_prior=switches["use_patch_prior"],
             patch_prior_dim=patch_prior_dim,
             fusion_weights=tuple(fusion_weights),
-            raw_embedding=raw_embedding or codebook_size == 0,
+            raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,
         )
         self.loss = NpgmfLoss()
@@ -181,40 +173,17 @@ class Npgmf(
         return AnomalibModule.configure_pre_processor(as_image_size(image_size or (256, 256)))
 
     def on_fit_start(self) -> None:
-        """Set up the text prior before the first training step; check a multi-category datamodule's names; hold
+        """Set up the text prior before the first training step, check a multi-category datamodule's names, and hold
         out calibration normals before the training loader is built (when validation may hold test images)."""
         self._ensure_prior()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        hold_out_normals(datamodule)
-        names = getattr(datamodule, "categories", None)
-        if self.categories and names and list(names) != list(self.categories):
-            msg = f"Npgmf was built for categories {list(self.categories)} but the datamodule has {list(names)}"
-            raise ValueError(msg)
+        self.check_datamodule_categories()
+        hold_out_normals(getattr(self.trainer, "datamodule", None))
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks, atomic checkpoint writes, and the per-category table (several categories)."""
-        callbacks = [*super().configure_callbacks(), AtomicCheckpointing(), FinalCheckpoint()]
-        if len(self.categories) > 1:
-            callbacks.append(PerCategoryImageAUROC())
-        return callbacks
+        """anomalib's callbacks and ours (:func:`~anomalib_npgmf.models.common.checkpoint.plugin_callbacks`); the
+        per-category table for a model of several categories."""
+        return [*super().configure_callbacks(), *plugin_callbacks(self, per_category=len(self.categories) > 1)]
 
-    def on_test_start(self) -> None:
-        """Scoring an untrained or restored model: make sure prior and normalisation exist."""
-        self._ensure_ready_for_inference()
-
-    def on_predict_start(self) -> None:
-        """See :meth:`on_test_start`."""
-        self._ensure_ready_for_inference()
-
-    def _ensure_ready_for_inference(self) -> None:
-        self._ensure_prior()
-        if not any(bool(self.model.normalizer(part).fitted) for part in PARTS):
-            logger.warning(
-                "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
-                "Train with a validation split of normal images for calibrated scores."
-            )
-
-    # ----------------------------------------------------------------------------------------- training
     def configure_optimizers(self) -> optim.Optimizer:
         """Adam on both students (RD's settings); the encoder and the text embedding stay frozen."""
         trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
@@ -242,9 +211,3 @@ class Npgmf(
     def learning_type(self) -> LearningType:
         """Trained on normal images only."""
         return LearningType.ONE_CLASS
-
-
-VARIANTS: dict[str, dict[str, bool]] = {
-    "paper": {"use_global_prior": False, "use_patch_prior": False, "raw_embedding": False},
-    "plus": {"use_global_prior": True, "use_patch_prior": True, "raw_embedding": True},
-}

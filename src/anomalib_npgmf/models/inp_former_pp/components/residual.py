@@ -12,6 +12,7 @@ encoder layer read, the corrupted features go through the (frozen for this loss)
 learns to tell the rectangles from the rest. The reconstruction network itself never trains on corrupted features.
 """
 
+import zlib
 from collections.abc import Sequence
 
 import torch
@@ -45,6 +46,15 @@ class ResidualHead(nn.Module):
     def forward(self, residual: torch.Tensor) -> torch.Tensor:
         """Logits of residual features ``(B, C, h, w)``; scaled by sqrt(C) so the input is O(1) for any width."""
         return self.net(residual * residual.shape[1] ** 0.5)
+
+
+def pseudo_anomaly_seeds(paths: Sequence[str], step: int) -> list[int]:
+    """Per-image seeds of the residual head's pseudo-anomalies from image path, optimiser step and the run's seed.
+
+    The same image at the same step gets the same pseudo-anomaly on one process or on any DDP rank.
+    """
+    base = torch.initial_seed() + 7919 * int(step)
+    return [base + 1_000_003 * zlib.crc32(str(path).encode()) for path in paths]
 
 
 def per_image_generators(seeds: Sequence[int]) -> list[torch.Generator]:

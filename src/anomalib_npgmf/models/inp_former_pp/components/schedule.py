@@ -86,6 +86,16 @@ class WarmCosineLR(LRScheduler):
         return [value for _ in self.optimizer.param_groups]
 
 
+def check_schedule(learning_rate: float, final_learning_rate: float, weight_decay: float, warmup_steps: int) -> None:
+    """Refuse settings the schedule cannot run with, at construction rather than at the first optimiser step."""
+    if warmup_steps < 0 or not learning_rate > 0 or final_learning_rate < 0 or weight_decay < 0:
+        msg = (
+            "need learning_rate > 0, final_learning_rate >= 0, weight_decay >= 0 and warmup_steps >= 0; got "
+            f"{learning_rate}, {final_learning_rate}, {weight_decay} and {warmup_steps}"
+        )
+        raise ValueError(msg)
+
+
 def paper_optimiser(
     parameters: Iterable[torch.nn.Parameter],
     total_steps: int,
