@@ -10,8 +10,8 @@ import pytest
 import torch
 
 DDP_SCRIPT = Path(__file__).with_name("ddp_train.py")
-# The tiny Npgmf of the fitting, calibration and DDP tests (ddp_train.py, a script, loads this file by path).
-TINY_NPGMF = {
+# The small Npgmf of the fitting, calibration and DDP tests (ddp_train.py, a script, loads this file by path).
+FIT_NPGMF = {
     "variant": "plus",  # the priors and the raw embedding are exercised here; the paper variant has its own tests
     "backbone": "resnet18",
     "pre_trained": False,
@@ -26,9 +26,9 @@ TINY_NPGMF = {
 
 
 @pytest.fixture
-def tiny_npgmf() -> dict:
-    """A copy of :data:`TINY_NPGMF` (no category: add ``category=`` or ``categories=``)."""
-    return dict(TINY_NPGMF)
+def fit_npgmf() -> dict:
+    """A copy of :data:`FIT_NPGMF` (no category: add ``category=`` or ``categories=``)."""
+    return dict(FIT_NPGMF)
 
 
 # DDP equivalence: why a 2-rank run and a 1-rank run differ at all, and how much they may.

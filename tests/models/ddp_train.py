@@ -32,7 +32,7 @@ def _load_conftest(relative: str) -> object:
 
 
 _INP = _load_conftest("inp_former_pp/conftest.py")
-TINY_NPGMF = {**_load_conftest("conftest.py").TINY_NPGMF, "category": "demo_box"}
+TINY_NPGMF = {**_load_conftest("conftest.py").FIT_NPGMF, "category": "demo_box"}
 TINY_INP_FORMER_PP = {
     **_INP.TINY_MODEL,
     "backbone_kwargs": dict(_INP.TINY_BACKBONE),

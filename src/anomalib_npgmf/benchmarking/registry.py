@@ -170,6 +170,8 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_only_priors": {"fusion_weights": (0.0, 0.0, 1.0, 1.0)},
         "Npgmf_only_reconstruction": {"fusion_weights": (1.0, 1.0, 0.0, 0.0)},
         "Npgmf_unified": {},  # one model over every scene: the accuracy harness adds categories=...
+        "Npgmf_score_priors": {"score_parts": ("global", "patch")},  # issue 18: image score from the priors only
+        "Npgmf_score_global": {"score_parts": ("global",)},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

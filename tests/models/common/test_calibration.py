@@ -61,7 +61,7 @@ def _train(datamodule, tmp_path: Path, settings: dict, model_class=None, **train
 
 @pytest.mark.parametrize("datamodule_name", ["MVTecAD", "MultiCategory"])
 def test_no_test_image_reaches_a_fit_without_a_validation_folder(
-    data, tmp_path, monkeypatch, datamodule_name, tiny_npgmf
+    data, tmp_path, monkeypatch, datamodule_name, fit_npgmf
 ):
     """anomalib's MVTecAD and MultiCategory over MVTec AD validate on the test set (same_as_test): the fits read a
     held-out slice of the training normals instead, which the model does not train on."""
@@ -72,12 +72,12 @@ def test_no_test_image_reaches_a_fit_without_a_validation_folder(
     reads = _spy_fits(monkeypatch)
     if datamodule_name == "MVTecAD":
         datamodule = MVTecAD(root=data / "ad", category="ad_box", num_workers=0, train_batch_size=4, eval_batch_size=4)
-        settings = tiny_npgmf
+        settings = fit_npgmf
     else:
         datamodule = MultiCategory(
             root=data / "ad", categories=["ad_box", "ad_pins"], num_workers=0, train_batch_size=4, eval_batch_size=4
         )
-        settings = {**tiny_npgmf, "categories": ["ad_box", "ad_pins"]}
+        settings = {**fit_npgmf, "categories": ["ad_box", "ad_pins"]}
     _train(datamodule, tmp_path, settings, max_epochs=1)
     assert str(datamodule.val_split_mode.value) == "same_as_test"  # validation *is* the test set here
     normalisation = {p for what, paths in reads if "normalisation" in what for p in paths}
@@ -92,7 +92,7 @@ def test_no_test_image_reaches_a_fit_without_a_validation_folder(
         assert {Path(p).parents[2].name for p in normalisation} == {"ad_box", "ad_pins"}
 
 
-def test_loco_fits_read_the_validation_folder(data, tmp_path, monkeypatch, tiny_npgmf):
+def test_loco_fits_read_the_validation_folder(data, tmp_path, monkeypatch, fit_npgmf):
     """A test-free validation split (LOCO's validation/good) is used as it is; nothing is held out."""
     from anomalib_npgmf.data import MVTecLOCORegions
 
@@ -100,7 +100,7 @@ def test_loco_fits_read_the_validation_folder(data, tmp_path, monkeypatch, tiny_
     datamodule = MVTecLOCORegions(
         root=data / "loco", category="demo_box", num_workers=0, train_batch_size=4, eval_batch_size=4
     )
-    _train(datamodule, tmp_path, tiny_npgmf, max_epochs=1)
+    _train(datamodule, tmp_path, fit_npgmf, max_epochs=1)
     normalisation = {p for what, paths in reads if "normalisation" in what for p in paths}
     assert normalisation == set(map(str, datamodule.val_data.samples.image_path))
     assert len(datamodule.train_data) == COUNTS["n_train"]
@@ -111,7 +111,7 @@ def _normaliser_state(state: dict) -> dict[str, torch.Tensor]:
 
 
 def test_the_checkpoint_is_calibrated_on_the_final_weights_when_the_last_epoch_does_not_validate(
-    data, tmp_path, tiny_npgmf
+    data, tmp_path, fit_npgmf
 ):
     """check_val_every_n_epoch=2 with max_epochs=3: validation after epoch 2 only. The checkpoint anomalib writes
     must hold epoch 3's weights with normalisation fitted on them (not epoch 2's)."""
@@ -128,7 +128,7 @@ def test_the_checkpoint_is_calibrated_on_the_final_weights_when_the_last_epoch_d
             super().fit_normalization(dataloaders)
             fitted.append({k: v.clone() for k, v in _normaliser_state(self.state_dict()).items()})
 
-    model, engine = _train(datamodule, tmp_path, tiny_npgmf, Recording, max_epochs=3, check_val_every_n_epoch=2)
+    model, engine = _train(datamodule, tmp_path, fit_npgmf, Recording, max_epochs=3, check_val_every_n_epoch=2)
     assert len(fitted) == 2  # at the epoch-2 validation, and at the end for the final weights
     assert fitted[0].keys() == fitted[1].keys() and fitted[0]
     assert any(not torch.equal(fitted[0][k], fitted[1][k]) for k in fitted[0])  # training moved the scales
@@ -147,13 +147,13 @@ def test_the_checkpoint_is_calibrated_on_the_final_weights_when_the_last_epoch_d
         torch.testing.assert_close(value, fitted[1][key])
 
 
-def test_a_run_that_never_validates_still_writes_a_calibrated_checkpoint(data, tmp_path, tiny_npgmf):
+def test_a_run_that_never_validates_still_writes_a_calibrated_checkpoint(data, tmp_path, fit_npgmf):
     from anomalib_npgmf.data import MVTecLOCORegions
 
     datamodule = MVTecLOCORegions(
         root=data / "loco", category="demo_box", num_workers=0, train_batch_size=4, eval_batch_size=4
     )
-    _, engine = _train(datamodule, tmp_path, tiny_npgmf, max_epochs=1, check_val_every_n_epoch=10)
+    _, engine = _train(datamodule, tmp_path, fit_npgmf, max_epochs=1, check_val_every_n_epoch=10)
     path = Path(engine.trainer.checkpoint_callback.best_model_path)
     assert path.is_file()
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]

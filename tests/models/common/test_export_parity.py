@@ -65,6 +65,8 @@ CASES = [
     # the test suite's tiny settings, at 64 px (global prior spread over the map) and at 256 px
     Case("npgmf-tiny-64", "Npgmf", {**TINY, "global_in_map": True, "image_size": 64}),
     Case("npgmf-tiny-256", "Npgmf", TINY),
+    # image score from the priors only (issue 18): a second blur of the patch map, read by its maximum only
+    Case("npgmf-tiny-128-score-priors", "Npgmf", {**TINY, "image_size": 128, "score_parts": ("global", "patch")}),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",

@@ -89,6 +89,9 @@ class Npgmf(
         global_in_map: With the global prior: spread its image-level distance over the whole anomaly map (``True``,
             the behaviour before issue 16) or add it to the image score only (``False``, default): the map then
             holds only what localises, and the image score is the same either way.
+        score_parts: Parts the image score reads [ours, issue 18]: ``None`` (default) all, the maximum of the fused map
+            (plus the global distance); e.g. ``["global", "patch"]`` scores images by the normality priors only while
+            the anomaly map still fuses every part. See the model README for what it measured.
         patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
@@ -118,6 +121,7 @@ class Npgmf(
         use_patch_prior: bool | None = None,
         raw_embedding: bool | None = None,
         global_in_map: bool = False,
+        score_parts: Sequence[str] | None = None,
         patch_prior_dim: int = 64,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
@@ -163,6 +167,7 @@ class Npgmf(
             fusion_weights=tuple(fusion_weights),
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,
+            score_parts=score_parts,
         )
         self.loss = NpgmfLoss()
         self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on

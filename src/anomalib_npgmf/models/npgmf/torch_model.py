@@ -126,6 +126,9 @@ class NpgmfModel(nn.Module):
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
+        score_parts: Which parts make the image score (issue 18) [ours]; ``None``: all of them, the maximum of the
+            fused map (plus the global distance). E.g. ``("global", "patch")``: the image score reads the image-level
+            evidence only, while the anomaly map still fuses every part for localisation.
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class NpgmfModel(nn.Module):
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
         global_in_map: bool = False,
+        score_parts: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not (use_logical or use_structural or use_global_prior or use_patch_prior):
@@ -208,6 +212,9 @@ class NpgmfModel(nn.Module):
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
+        active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
+        active["patch"] = use_patch_prior
+        self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
 
     @property
     def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior]:
@@ -295,10 +302,33 @@ class NpgmfModel(nn.Module):
         maps = self.unsmoothed_maps(images, category_index)
         image_level = None if self.global_in_map else maps.pop("global", None)
         anomaly_map = self.blur(self.fuse(maps))
-        pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
-        if image_level is not None:  # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
+        scored = {part: part_map for part, part_map in maps.items() if part in self.score_parts}
+        if len(scored) == len(maps):
+            pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
+        elif scored:  # the image score reads fewer parts than the map shows
+            pred_score = torch.amax(self.blur(self.fuse(scored)), dim=(-3, -2, -1))
+        else:
+            pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
+        if image_level is not None and "global" in self.score_parts:
+            # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
             pred_score = pred_score + self.fuse({"global": image_level[:, 0, 0, 0]})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+
+def _checked_score_parts(score_parts: Sequence[str] | None, active: Sequence[str]) -> tuple[str, ...]:
+    """The parts of the image score: all active ones by default; a named part must exist and be switched on."""
+    if score_parts is None:
+        return tuple(active)
+    chosen = tuple(score_parts)
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown or not chosen:
+        msg = f"score_parts must be a non-empty list from {list(PARTS)}, got {list(chosen)}"
+        raise ValueError(msg)
+    inactive = [part for part in chosen if part not in active]
+    if inactive:
+        msg = f"score_parts names part(s) {inactive} that this model has switched off (active: {list(active)})"
+        raise ValueError(msg)
+    return chosen
 
 
 def _bottleneck_cells(encoder: FrozenEncoder, input_size: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
