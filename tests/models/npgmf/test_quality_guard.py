@@ -112,19 +112,21 @@ def test_the_demo_config_beats_reverse_distillation_on_logical_anomalies(trained
     check_guard(npgmf_auroc, trained["rd_auroc"])
 
 
+def image_blind_maps(self: object, images: torch.Tensor, category_index: object = None) -> dict[str, torch.Tensor]:
+    """Stand-in for ``NpgmfModel.unsmoothed_maps`` that ignores the image: noise seeded by the image's bytes."""
+    del category_index
+    maps = []
+    for image in images:
+        seed = int.from_bytes(hashlib.sha256(image.numpy().tobytes()).digest()[:4], "little")
+        maps.append(torch.rand((1, *self.input_size), generator=torch.Generator().manual_seed(seed)))
+    return {"structural": torch.stack(maps)}
+
+
 def test_the_guard_fails_on_a_model_whose_maps_are_image_blind(trained, scene, monkeypatch):
     """Proof that the guard can fail: the same check on Npgmf with maps replaced by noise seeded per image."""
     from anomalib_npgmf.models.npgmf.torch_model import NpgmfModel
 
-    def image_blind(self: NpgmfModel, images: torch.Tensor, category_index: object = None) -> dict[str, torch.Tensor]:
-        del category_index
-        maps = []
-        for image in images:
-            seed = int.from_bytes(hashlib.sha256(image.numpy().tobytes()).digest()[:4], "little")
-            maps.append(torch.rand((1, *self.input_size), generator=torch.Generator().manual_seed(seed)))
-        return {"structural": torch.stack(maps)}
-
-    monkeypatch.setattr(NpgmfModel, "unsmoothed_maps", image_blind)
+    monkeypatch.setattr(NpgmfModel, "unsmoothed_maps", image_blind_maps)
     blind_auroc = logical_image_auroc(trained["npgmf"], scene)
     with pytest.raises(AssertionError, match="stopped detecting"):
         check_guard(blind_auroc, trained["rd_auroc"])
