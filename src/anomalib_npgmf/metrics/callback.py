@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from .loco import (
+    PER_CATEGORY_STEM,
     TYPES,
     format_per_category_table,
     format_table,
@@ -44,6 +45,18 @@ class _StreamingTestReport(Callback):
     def update(self, predictions: Any) -> None:
         """Fold one batch of predictions (anomalib's ``ImageBatch``) into the metrics."""
         raise NotImplementedError
+
+    def publish(
+        self, trainer: Trainer, title: str, write: Callable, render: Callable, stem: str = PER_CATEGORY_STEM
+    ) -> None:
+        """Rank 0 writes ``<stem>.{json,csv,md}`` into the run folder and prints the table."""
+        if trainer.global_rank != 0:
+            return
+        folder = Path(trainer.default_root_dir)
+        write(self.table, folder, self.fpr_limit)
+        print(f"\n{title} ({self.images} test images on this rank):")
+        print(render(self.table, self.fpr_limit))
+        print(f"Written: {folder / (stem + '.json')} (.csv, .md)\n")
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         del trainer, pl_module
@@ -95,13 +108,7 @@ class LocoReportCallback(_StreamingTestReport):
             kind: {"image_AUROC": values[f"image_AUROC_{kind}"], "AU-sPRO": values[f"AU-sPRO_{kind}"]} for kind in TYPES
         }
         self.table = with_mean(table)
-        if trainer.global_rank != 0:
-            return
-        folder = Path(trainer.default_root_dir)
-        write_report(self.table, folder, self.fpr_limit)
-        print(f"\nMVTec LOCO results ({self.images} test images on this rank):")
-        print(format_table(self.table, self.fpr_limit))
-        print(f"Written: {folder / 'loco_report.json'} (.csv, .md)\n")
+        self.publish(trainer, "MVTec LOCO results", write_report, format_table, "loco_report")
 
 
 class PerCategoryLocoReport(_StreamingTestReport):
@@ -157,13 +164,7 @@ class PerCategoryLocoReport(_StreamingTestReport):
         for name, kinds in self.metrics.items():  # every rank computes every cell: the reductions are collective
             tables[name] = with_mean({kind: _cell(auroc, spro) for kind, (auroc, spro) in kinds.items()})
         self.table = per_category_table(tables)
-        if trainer.global_rank != 0:
-            return
-        folder = Path(trainer.default_root_dir)
-        write_per_category_report(self.table, folder, self.fpr_limit)
-        print(f"\nMVTec LOCO results per category ({self.images} test images on this rank):")
-        print(format_per_category_table(self.table, self.fpr_limit))
-        print(f"Written: {folder / 'loco_report_per_category.json'} (.csv, .md)\n")
+        self.publish(trainer, "MVTec LOCO results per category", write_per_category_report, format_per_category_table)
 
 
 def _cell(auroc: PathSplitAUROC, spro: PathSPRO) -> dict[str, float]:
