@@ -172,6 +172,8 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_unified": {},  # one model over every scene: the accuracy harness adds categories=...
         "Npgmf_score_priors": {"score_parts": ("global", "patch")},  # issue 18: image score from the priors only
         "Npgmf_score_global": {"score_parts": ("global",)},
+        "Npgmf_global_grid1": {"global_prior_grid": 1},  # position-free global prior (issue 18)
+        "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

@@ -119,3 +119,23 @@ def test_distances_stay_float32_under_bf16_autocast():
     assert mixed.dtype == torch.float32 and torch.equal(mixed, exact)
     # bf16 keeps 8 mantissa bits (0.4 % per rounding): at this scale it is off by far more than 1e-4
     assert not torch.allclose(in_bf16.float(), exact, rtol=1e-4)  # the hazard is real at this scale
+
+
+def test_a_whole_image_global_prior_does_not_see_where_a_part_lies():
+    """``global_prior_grid=1`` (issue 18): moving a part changes the 2x2-cell descriptor but not the whole-image one."""
+    from anomalib_npgmf import Npgmf
+
+    plus = {"variant": "plus", "backbone": "resnet18", "pre_trained": False, "image_size": 64, "prior_channels": 0}
+    assert Npgmf(**plus).model.global_prior.grid == 2  # the default keeps where parts are
+    prior = Npgmf(**plus, global_prior_grid=1).model.global_prior
+    assert prior.grid == 1
+    levels = [torch.zeros(1, 4, 8, 8)]
+    moved = [torch.zeros(1, 4, 8, 8)]
+    levels[0][..., 1:3, 1:3] = 1.0  # a part in the top-left cell
+    moved[0][..., 5:7, 5:7] = 1.0  # the same part in the bottom-right cell
+    whole = GlobalNormalityPrior([4], grid=1)
+    cells = GlobalNormalityPrior([4], grid=2)
+    assert torch.equal(whole.descriptor(levels), whole.descriptor(moved))
+    assert not torch.equal(cells.descriptor(levels), cells.descriptor(moved))
+    with pytest.raises(ValueError, match="grid >= 1"):
+        Npgmf(**plus, global_prior_grid=0)

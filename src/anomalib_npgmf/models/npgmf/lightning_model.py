@@ -93,6 +93,8 @@ class Npgmf(
             (plus the global distance); e.g. ``["global", "patch"]`` scores images by the normality priors only while
             the anomaly map still fuses every part. See the model README for what it measured.
         patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
+        global_prior_grid: Pooling cells per side of the global prior [ours]: 2 (default) keeps where parts are, 1
+            pools the whole image (position-free; see the model README, issue 18).
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
         learning_rate: Adam learning rate of both students.
@@ -123,6 +125,7 @@ class Npgmf(
         global_in_map: bool = False,
         score_parts: Sequence[str] | None = None,
         patch_prior_dim: int = 64,
+        global_prior_grid: int = 2,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
@@ -164,6 +167,7 @@ class Npgmf(
             use_global_prior=switches["use_global_prior"],
             use_patch_prior=switches["use_patch_prior"],
             patch_prior_dim=patch_prior_dim,
+            global_prior_grid=global_prior_grid,
             fusion_weights=tuple(fusion_weights),
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,

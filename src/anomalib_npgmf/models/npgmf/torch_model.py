@@ -123,6 +123,8 @@ class NpgmfModel(nn.Module):
             raises the image score through the map's maximum). ``False``: it enters the image score only, and the map
             holds only what localises; the image score is the same either way.
         patch_prior_dim: Channels the patch prior keeps (random subset of levels 1-3).
+        global_prior_grid: Cells per side over which the global prior pools (2: where parts are; 1: whole-image means,
+            blind to where a part lies, for scenes whose parts have no place of their own).
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
@@ -149,6 +151,7 @@ class NpgmfModel(nn.Module):
         use_global_prior: bool = True,
         use_patch_prior: bool = True,
         patch_prior_dim: int = 64,
+        global_prior_grid: int = 2,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
@@ -193,7 +196,9 @@ class NpgmfModel(nn.Module):
         if use_structural:
             self.structural = StructuralBranch(level_channels, bottleneck_channels)
         self.num_categories = int(num_categories)
-        self.global_prior = GlobalNormalityPrior(level_channels, num_categories) if use_global_prior else None
+        self.global_prior = (
+            GlobalNormalityPrior(level_channels, num_categories, grid=global_prior_grid) if use_global_prior else None
+        )
         # Several categories and no global prior (the paper variant): route by a Gaussian of whole-image channel means
         # per category, a statistic used for routing only, never in the scores.
         self.router: GlobalNormalityPrior | None = None
