@@ -53,8 +53,10 @@ def main() -> None:
                         worst[key] = max(worst[key], float(difference))
     precision = core.get_property("CPU", "INFERENCE_PRECISION_HINT")
     inside = sum(0.01 < score < 0.99 for score in scores)
-    print(f"{len(scores)} test images ({inside} with a post-processed score inside (0.01, 0.99), std "
-          f"{np.std(scores):.3f}); OpenVINO default CPU precision here: {precision}")
+    print(
+        f"{len(scores)} test images ({inside} with a post-processed score inside (0.01, 0.99), std "
+        f"{np.std(scores):.3f}); OpenVINO default CPU precision here: {precision}"
+    )
     print("| OpenVINO precision, batches | max abs diff, image score | max abs diff, anomaly map |")
     print("|---|---|---|")
     for row in rows:
