@@ -11,26 +11,15 @@ fused score loses shows up as such.
 ``OUT_FOLDER`` is a harness ``--output``; the kinds are read from the generated ``defect_types.json``.
 """
 
-import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from anomalib_npgmf.benchmarking import registry
+from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.metrics import rank_auroc
-
-
-def load_run(folder: Path, name: str, seed: int, category: str, image_size: int) -> torch.nn.Module:
-    """The model of one harness run, restored from its checkpoint, in eval mode."""
-    runs = folder / "runs"
-    run = next(path for path in (runs / f"{name}_{seed}", runs / f"{name.lower()}_{seed}") if path.exists())
-    checkpoint = next(run.rglob(f"{category}/**/model.ckpt"))
-    model = registry.MODELS[registry.resolve(name)].build(image_size, False)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
-    return model.eval()
 
 
 def image_scores(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
@@ -74,34 +63,21 @@ def per_kind(scores: dict[str, dict[str, float]], kinds: dict[str, str]) -> dict
     }
 
 
+def measure(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
+    """Per-kind AUROC of one saved run, the kinds read from the generated ``defect_types.json``."""
+    types = json.loads((folder / "data" / category / "defect_types.json").read_text())
+    kinds = {"/".join(Path(image).parts[-2:]): kind for image, kind in types.items()}
+    return per_kind(image_scores(model, folder, category), kinds)
+
+
+def show(key: str, table: dict[str, dict[str, float]]) -> None:
+    for column, row in table.items():
+        cells = "  ".join(f"{kind} {value:.3f}" for kind, value in row.items())
+        print(f"{key:<40} {column:<10} {cells}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--categories", nargs="+", help="only these categories (default: every one under data/)")
-    parser.add_argument("--json", type=Path, help="also write {model|category|folder: {column: {kind: AUROC}}}")
-    arguments = parser.parse_args(argv)
-    figures = {}
-    for folder in arguments.folders:
-        categories = arguments.categories or sorted(p.name for p in (folder / "data").iterdir() if p.is_dir())
-        for category in categories:
-            types = json.loads((folder / "data" / category / "defect_types.json").read_text())
-            kinds = {"/".join(Path(name).parts[-2:]): kind for name, kind in types.items()}
-            for name in arguments.models:
-                try:
-                    model = load_run(folder, name, arguments.seed, category, arguments.image_size)
-                except StopIteration:
-                    continue
-                table = per_kind(image_scores(model, folder, category), kinds)
-                figures[f"{name}|{category}|{folder}"] = table
-                for column, row in table.items():
-                    cells = "  ".join(f"{kind} {value:.3f}" for kind, value in row.items())
-                    print(f"{name:<22} {category:<12} {column:<10} {cells}", flush=True)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=1) + "\n")
-    return 0
+    return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,14 @@ Issue 18 asks for maps that point at the defect (the demo's anomalib pixel AUROC
 the maps an Npgmf holds localises: the fused map it outputs, each part's normalised map alone, and the priors' fusion
 (global + patch), pooled over every pixel of every test image against the LOCO ground truth (all regions of an image).
 
-    python benchmarks/accuracy/pixel_auroc_by_part.py OUT_FOLDER [...] --model Npgmf --seed 0 [--categories demo_box]
+    python benchmarks/accuracy/pixel_auroc_by_part.py OUT_FOLDER [...] [--models Npgmf] --seed 0 [--categories demo_box]
 """
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
-from per_defect_kind import load_run
 
+from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.ground_truth import anomaly_type_of
 from anomalib_npgmf.metrics import rank_auroc
@@ -57,31 +55,14 @@ def pixel_aurocs(model: torch.nn.Module, folder: Path, category: str) -> dict[st
     return result
 
 
+def show(key: str, row: dict[str, dict[str, float]]) -> None:
+    for subset, values in row.items():
+        cells = "  ".join(f"{part}: {value:.3f}" for part, value in values.items())
+        print(f"{key} {subset}: {cells}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--model", default="Npgmf")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--categories", nargs="+")
-    parser.add_argument("--json", type=Path)
-    arguments = parser.parse_args(argv)
-    figures = {}
-    for folder in arguments.folders:
-        categories = arguments.categories or sorted(p.name for p in (folder / "data").iterdir() if p.is_dir())
-        for category in categories:
-            try:
-                model = load_run(folder, arguments.model, arguments.seed, category, arguments.image_size)
-            except StopIteration:
-                continue
-            row = pixel_aurocs(model, folder, category)
-            figures[f"{arguments.model}|{category}|{folder}"] = row
-            for subset, values in row.items():
-                cells = "  ".join(f"{name}: {value:.3f}" for name, value in values.items())
-                print(f"{category} {folder.name} {subset}: {cells}", flush=True)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=1) + "\n")
-    return 0
+    return saved_runs.run_script(__doc__.splitlines()[0], pixel_aurocs, show, argv, default_models=["Npgmf"])
 
 
 if __name__ == "__main__":

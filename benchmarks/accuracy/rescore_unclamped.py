@@ -10,25 +10,17 @@ scenes: up to 0.09). This prints both figures per row, from one forward pass per
 ``OUT_FOLDER`` is a harness ``--output`` (its ``data/`` and ``runs/<model>_<seed>/.../<category>/.../model.ckpt``).
 """
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from anomalib_npgmf.benchmarking import registry
+from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.metrics import LocoResults
 
 
-def rescore(folder: Path, name: str, seed: int, category: str, image_size: int) -> dict[str, list[float]]:
+def rescore(model: torch.nn.Module, folder: Path, category: str) -> dict[str, list[float]]:
     """{"logical": [clamped AUROC, raw AUROC, raw AU-sPRO], "structural": [...]} of one saved run."""
-    runs = folder / "runs"
-    run = next(path for path in (runs / f"{name}_{seed}", runs / f"{name.lower()}_{seed}") if path.exists())
-    checkpoint = next(run.rglob(f"{category}/**/model.ckpt"))
-    model = registry.MODELS[registry.resolve(name)].build(image_size, False)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
-    model.eval()
     clamped, raw = LocoResults(), LocoResults()
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
@@ -45,26 +37,12 @@ def rescore(folder: Path, name: str, seed: int, category: str, image_size: int) 
     }
 
 
+def show(key: str, figures: dict[str, list[float]]) -> None:
+    print(key, {kind: [round(v, 3) for v in values] for kind, values in figures.items()}, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--json", type=Path, help="also write {model|category|folder: figures} here")
-    parser.add_argument("--categories", nargs="+", help="only these categories (default: every one under data/)")
-    arguments = parser.parse_args(argv)
-    figures = {}
-    for folder in arguments.folders:
-        for name in arguments.models:
-            categories = sorted(path.name for path in (folder / "data").iterdir() if path.is_dir())
-            for category in arguments.categories or categories:
-                key = f"{registry.resolve(name)}|{category}|{folder.name}"
-                figures[key] = rescore(folder, name, arguments.seed, category, arguments.image_size)
-                print(key, {kind: [round(v, 3) for v in pair] for kind, pair in figures[key].items()}, flush=True)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=1) + "\n")
-    return 0
+    return saved_runs.run_script(__doc__.splitlines()[0], rescore, show, argv)
 
 
 if __name__ == "__main__":
