@@ -24,7 +24,7 @@ from anomalib_npgmf.metrics import rank_auroc
 
 def image_scores(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
     """{image name: {"score": raw image score, <part>: that part's own image-level score (Npgmf only)}}."""
-    from anomalib_npgmf.models.npgmf.torch_model import NpgmfModel
+    from anomalib_npgmf.models.npgmf.torch_model import IMAGE_LEVEL, NpgmfModel
 
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
@@ -37,7 +37,7 @@ def image_scores(model: torch.nn.Module, folder: Path, category: str) -> dict[st
             if isinstance(model.model, NpgmfModel):
                 for part, part_map in model.model.unsmoothed_maps(images).items():
                     normalised = model.model.normalizer(part)(part_map)
-                    blurred = normalised if part == "global" else model.model.blur(normalised)
+                    blurred = normalised if part in IMAGE_LEVEL else model.model.blur(normalised)
                     parts[part] = blurred.amax(dim=(-3, -2, -1))
             for index, path in enumerate(batch.image_path):
                 key = f"{Path(path).parent.name}/{Path(path).stem}"

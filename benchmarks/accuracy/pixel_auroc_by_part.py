@@ -15,6 +15,7 @@ from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.ground_truth import anomaly_type_of
 from anomalib_npgmf.metrics import rank_auroc
+from anomalib_npgmf.models.npgmf.torch_model import IMAGE_LEVEL
 
 
 def pixel_aurocs(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
@@ -32,7 +33,7 @@ def pixel_aurocs(model: torch.nn.Module, folder: Path, category: str) -> dict[st
             raw = net.unsmoothed_maps(images)
             candidates = {"fused (output)": net(images).anomaly_map}
             for part, part_map in raw.items():
-                if part != "global":
+                if part not in IMAGE_LEVEL:
                     candidates[part] = net.blur(net.normalizer(part)(part_map))
             priors = {part: raw[part] for part in ("global", "patch") if part in raw}
             if priors:

@@ -21,6 +21,7 @@ FIT_NPGMF = {
     "codebook_size": 16,
     "num_codebooks": 2,
     "prior_channels": 8,
+    "use_invariant_prior": True,  # off in both variants, on here so that DDP and calibration cover it
     "visualizer": False,
 }
 

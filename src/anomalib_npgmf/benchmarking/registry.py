@@ -146,7 +146,7 @@ def _probe_row(name: str) -> Callable[[int, bool], Any]:
     return build
 
 
-PAPER = {"variant": "paper", "use_global_prior": None, "use_patch_prior": None}
+PAPER = {"variant": "paper", "use_global_prior": None, "use_patch_prior": None, "use_invariant_prior": None}
 
 
 def _specs() -> dict[str, ModelSpec]:
@@ -174,6 +174,17 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_score_global": {"score_parts": ("global",)},
         "Npgmf_global_grid1": {"global_prior_grid": 1},  # position-free global prior (issue 18)
         "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
+        # issue 18, the invariant prior (opt-in; default weight 4 and views at half size, chosen on box)
+        "Npgmf_invariant": {"use_invariant_prior": True},
+        "Npgmf_invariant_w1_full": {"use_invariant_prior": True, "invariant_weight": 1.0, "invariant_scale": 1.0},
+        "Npgmf_invariant_w1": {"use_invariant_prior": True, "invariant_weight": 1.0},
+        "Npgmf_invariant_w2": {"use_invariant_prior": True, "invariant_weight": 2.0},
+        "Npgmf_invariant_w8": {"use_invariant_prior": True, "invariant_weight": 8.0},
+        "Npgmf_score_invariant_full": {
+            "use_invariant_prior": True,
+            "score_parts": ("invariant",),
+            "invariant_scale": 1.0,
+        },
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

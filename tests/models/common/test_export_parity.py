@@ -67,6 +67,9 @@ CASES = [
     Case("npgmf-tiny-256", "Npgmf", TINY),
     # image score from the priors only (issue 18): a second blur of the patch map, read by its maximum only
     Case("npgmf-tiny-128-score-priors", "Npgmf", {**TINY, "image_size": 128, "score_parts": ("global", "patch")}),
+    # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one
+    Case("npgmf-tiny-128-invariant", "Npgmf", {**TINY, "image_size": 128, "use_invariant_prior": True}),
+    Case("npgmf-tiny-96x128-invariant", "Npgmf", {**TINY, "image_size": (96, 128), "use_invariant_prior": True}),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",

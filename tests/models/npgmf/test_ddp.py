@@ -18,7 +18,13 @@ STATISTICS = [
     "model.global_prior.precision",
     "model.patch_prior.mean",
     "model.patch_prior.precision",
-    *(f"model.{norm}_norm.{q}" for norm in ("logical", "structural", "global", "patch") for q in ("q_low", "q_high")),
+    "model.invariant_prior.mean",
+    "model.invariant_prior.precision",
+    *(
+        f"model.{norm}_norm.{q}"
+        for norm in ("logical", "structural", "global", "patch", "invariant")
+        for q in ("q_low", "q_high")
+    ),
 ]
 # The normalisation quantiles are taken over maps cast to float32 (QuantileMapNormalizer.fit; the priors' distances are
 # float32 by design), so a 1e-13 difference in a map value can flip its float32 rounding: allow a few float32 units

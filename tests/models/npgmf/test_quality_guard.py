@@ -140,13 +140,14 @@ SWITCHES = {
     "prior_channels": 0,
     "use_structural": False,
     "use_logical": False,
+    "use_invariant_prior": True,  # off in the demo config: flipping it on must reach the scores
 }
 
 
 @pytest.fixture(scope="module")
-def calibrated_scores(scene: tuple[Path, str]) -> Callable[..., torch.Tensor]:
-    """Scores of a few test images by an untrained demo-config Npgmf with some switches flipped, priors and
-    normalisation fitted as in training (same seed, same images); cached per switch setting."""
+def calibrated_scores(scene: tuple[Path, str]) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """Scores and anomaly maps of a few test images by an untrained demo-config Npgmf with some switches flipped,
+    priors and normalisation fitted as in training (same seed, same images); cached per switch setting."""
     from anomalib.data import ImageBatch
     from anomalib.data.utils import read_image
 
@@ -161,9 +162,9 @@ def calibrated_scores(scene: tuple[Path, str]) -> Callable[..., torch.Tensor]:
         image_path=[str(path) for path in train],
     )
     images = torch.stack([read_image(path, as_tensor=True) for path in test])
-    cache: dict[tuple, torch.Tensor] = {}
+    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def scores(**overrides: object) -> torch.Tensor:
+    def scores(**overrides: object) -> tuple[torch.Tensor, torch.Tensor]:
         key = tuple(sorted(overrides.items()))
         if key not in cache:
             torch.manual_seed(0)
@@ -175,7 +176,8 @@ def calibrated_scores(scene: tuple[Path, str]) -> Callable[..., torch.Tensor]:
             model.fit_normalization([[batch]])
             model.eval()
             with torch.no_grad():
-                cache[key] = model.model(model.pre_processor(images)).pred_score
+                output = model.model(model.pre_processor(images))
+                cache[key] = output.pred_score, output.anomaly_map
         return cache[key]
 
     return scores
@@ -183,8 +185,12 @@ def calibrated_scores(scene: tuple[Path, str]) -> Callable[..., torch.Tensor]:
 
 @pytest.mark.parametrize(("switch", "value"), list(SWITCHES.items()))
 def test_every_ablation_switch_changes_the_output(switch, value, calibrated_scores):
-    """Each switch, flipped alone from the demo config, changes the scores of the same images: a switch that no
-    longer reaches the output would leave them equal."""
-    reference, flipped = calibrated_scores(), calibrated_scores(**{switch: value})
+    """Each switch, flipped alone from the demo config, changes the output (scores or maps) of the same images: a
+    switch that no longer reaches the output would leave both equal. Both, because an image-level part reaches only
+    the scores, and a map part's share of a score can be small beside the image-level distances of an 8-image fit."""
+    (reference, reference_map), (flipped, flipped_map) = calibrated_scores(), calibrated_scores(**{switch: value})
     assert reference.std() > 0, "reference scores are all equal: the comparison would prove nothing"
-    assert not torch.allclose(reference, flipped, rtol=1e-4, atol=0), f"{switch}={value} left the scores unchanged"
+    assert reference_map.std() > 0, "reference maps are constant: the comparison would prove nothing"
+    scores_moved = not torch.allclose(reference, flipped, rtol=1e-4, atol=0)
+    maps_moved = reference_map.shape != flipped_map.shape or not torch.allclose(reference_map, flipped_map, rtol=1e-4)
+    assert scores_moved or maps_moved, f"{switch}={value} left the scores and maps unchanged"

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
-from .torch_model import PARTS
+from .torch_model import FROZEN_PARTS, PARTS
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class NormalityFitting:
 
     def _ensure_ready_for_inference(self) -> None:
         self._ensure_prior()
-        if not any(bool(self.model.normalizer(part).fitted) for part in PARTS):
+        if not any(_is_fitted(self.model.normalizer(part)) for part in PARTS):
             logger.warning(
                 "Npgmf: map normalisation was never fitted (no validation run); fused scores use unit scales. "
                 "Train with a validation split of normal images for calibrated scores."
@@ -82,7 +82,8 @@ class NormalityFitting:
     def fit_priors(self, dataloader: Iterable | None) -> None:
         """Fit the normality priors and the category router on the (normal) training images, gathered over DDP ranks.
 
-        Each image is encoded once; every prior reads its own statistic of the same features.
+        Each image is encoded once (and its views once more for the invariant prior); every prior reads its own
+        statistic of the same features.
         """
         priors = self.model.image_priors
         if not priors:
@@ -94,9 +95,8 @@ class NormalityFitting:
         samples: list[list[torch.Tensor]] = [[] for _ in priors]
         indices: list[torch.Tensor] = []
         for images, paths in self._normal_images(dataloader, "Npgmf: fitting the normality priors"):
-            *levels, _ = self.model.encoder(images)
-            for prior, collected in zip(priors, samples, strict=True):
-                collected.extend(prior.samples(levels).cpu())
+            for prior_samples, collected in zip(self.model.prior_samples(images), samples, strict=True):
+                collected.extend(prior_samples.cpu())
             category_index = self.category_indices(paths)
             indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
             keys.extend(paths)
@@ -106,7 +106,11 @@ class NormalityFitting:
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:
-        """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
+        """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks).
+
+        Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch.
+        """
+        skip = [part for part in FROZEN_PARTS if _is_fitted(self.model.normalizer(part))]
         keys: list[str] = []
         maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
         was_training = self.model.training
@@ -116,7 +120,7 @@ class NormalityFitting:
             if loader is None:
                 continue
             for images, paths in self._normal_images(loader, "Npgmf: fitting map normalisation"):
-                for part, part_map in self.model.raw_maps(images).items():
+                for part, part_map in self.model.raw_maps(images, skip=skip).items():
                     maps[part].extend(part_map.cpu())
                 keys.extend(paths)
         self.model.train(was_training)
@@ -138,6 +142,10 @@ class NormalityFitting:
             if self.pre_processor is not None and self.pre_processor.transform is not None:
                 images = self.pre_processor.transform(images)
             yield images, [path for path, keep in zip(batch_image_paths(batch), normal.tolist(), strict=True) if keep]
+
+
+def _is_fitted(normalizer: torch.nn.Module | None) -> bool:
+    return normalizer is not None and bool(normalizer.fitted)
 
 
 def _normal_mask(batch: Batch) -> torch.Tensor:

@@ -5,7 +5,7 @@ with the fused, normalised map and its maximum as the image score. Everything ev
 normalisation constants) is a buffer, so the exported graph is self-contained.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from anomalib.data import InferenceBatch
@@ -20,13 +20,20 @@ from .components import (
     FrozenEncoder,
     GlobalNormalityPrior,
     GroupedVectorQuantizer,
+    InvariantNormalityPrior,
     MultiScaleBottleneck,
     OneClassEmbedding,
     PatchNormalityPrior,
     ReconstructionDecoder,
+    symmetric_views,
+    view_count,
+    view_size,
 )
 
-PARTS = ("logical", "structural", "global", "patch")  # the maps that are normalised and fused
+PARTS = ("logical", "structural", "global", "patch", "invariant")  # the parts that are normalised and fused
+IMAGE_LEVEL = ("global", "invariant")  # parts with one value per image (a constant map until they are scored)
+# parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
+FROZEN_PARTS = ("global", "patch", "invariant")
 
 
 class LogicalBranch(nn.Module):
@@ -125,6 +132,11 @@ class NpgmfModel(nn.Module):
         patch_prior_dim: Channels the patch prior keeps (random subset of levels 1-3).
         global_prior_grid: Cells per side over which the global prior pools (2: where parts are; 1: whole-image means,
             blind to where a part lies, for scenes whose parts have no place of their own).
+        use_invariant_prior: Add the invariant normality prior (issue 18) [ours]: an image-level Gaussian of feature
+            moments averaged over the image's flips and quarter-turns; its distance enters the image score only.
+        invariant_weight: Its weight in the image score, on the scale of ``fusion_weights``.
+        invariant_scale: Size of the views it encodes, relative to ``input_size`` (eight views cost eight encoder
+            passes; at 0.5 they cost two, with the same AUROC on ``box``: see the model README).
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
@@ -152,6 +164,9 @@ class NpgmfModel(nn.Module):
         use_patch_prior: bool = True,
         patch_prior_dim: int = 64,
         global_prior_grid: int = 2,
+        use_invariant_prior: bool = False,
+        invariant_weight: float = 4.0,
+        invariant_scale: float = 0.5,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
@@ -159,8 +174,11 @@ class NpgmfModel(nn.Module):
         score_parts: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not (use_logical or use_structural or use_global_prior or use_patch_prior):
-            msg = "at least one of use_logical / use_structural / use_global_prior / use_patch_prior must be true"
+        if not (use_logical or use_structural or use_global_prior or use_patch_prior or use_invariant_prior):
+            msg = "one of use_logical / use_structural / use_{global,patch,invariant}_prior must be true"
+            raise ValueError(msg)
+        if invariant_weight < 0:
+            msg = f"invariant_weight must be >= 0, got {invariant_weight}"
             raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
@@ -208,23 +226,48 @@ class NpgmfModel(nn.Module):
         if use_patch_prior:
             grid = tuple(int(side) for side in self.encoder(torch.zeros(1, 3, *input_size))[1].shape[-2:])
             self.patch_prior = PatchNormalityPrior(level_channels, grid, patch_prior_dim, num_categories=num_categories)
+        self.invariant_prior: InvariantNormalityPrior | None = None
+        self.invariant_size = view_size(self.input_size, invariant_scale)
+        if use_invariant_prior:
+            views = view_count(self.input_size)
+            self.invariant_prior = InvariantNormalityPrior(level_channels, views, num_categories=num_categories)
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
         self.global_norm = QuantileMapNormalizer()
         self.patch_norm = QuantileMapNormalizer()
-        weights = [*fusion_weights, fusion_weights[1]][:4]
-        total = float(sum(weights))
+        # registered only when used, so checkpoints saved before it existed load unchanged
+        self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
+        map_weights = [*fusion_weights, fusion_weights[1]][:4]
+        total = float(sum(map_weights))
+        weights = [*map_weights, float(invariant_weight)]
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
         active["patch"] = use_patch_prior
+        active["invariant"] = use_invariant_prior
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
 
     @property
     def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior]:
         """The statistics fitted on the normal training images (no gradient): priors and the category router."""
-        return [prior for prior in (self.global_prior, self.patch_prior, self.router) if prior is not None]
+        priors = (self.global_prior, self.patch_prior, self.router, self.invariant_prior)
+        return [prior for prior in priors if prior is not None]
+
+    def prior_samples(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """What each of :attr:`image_priors` is fitted on, one row per image (one encoder pass; one more over the
+        images' views when the invariant prior is on)."""
+        *levels, _ = self.encoder(images)
+        return [
+            prior.samples(self._view_levels(images) if prior is self.invariant_prior else levels)
+            for prior in self.image_priors
+        ]
+
+    def _view_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder levels 2-4 of the images' flips and quarter-turns (what the invariant prior reads)."""
+        if self.invariant_size != tuple(images.shape[-2:]):
+            images = F.interpolate(images, size=self.invariant_size, mode="bilinear", align_corners=False)
+        return list(self.encoder(symmetric_views(images)))[:-1]
 
     @property
     def prior(self) -> CategoryPrior | None:
@@ -250,12 +293,13 @@ class NpgmfModel(nn.Module):
         return outputs
 
     def unsmoothed_maps(
-        self, images: torch.Tensor, category_index: torch.Tensor | None = None
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None, skip: Collection[str] = ()
     ) -> dict[str, torch.Tensor]:
         """Un-normalised map of each active part before Gaussian smoothing; the global one is constant.
 
         With several categories and no ``category_index`` (inference, export) each image is routed to the category
-        whose global Gaussian is nearest; that category's text prior and patch Gaussians then score it.
+        whose global Gaussian is nearest; that category's text prior and patch Gaussians then score it. Prior parts
+        named in ``skip`` are not computed (a refit of the normalisation that already holds them).
         """
         *levels, deepest = self.encoder(images)
         global_distances = self.global_prior.distances(levels) if self.global_prior is not None else None
@@ -268,23 +312,29 @@ class NpgmfModel(nn.Module):
             for branch in ("logical", "structural")
             if branch in outputs
         }
-        if global_distances is not None:
+        if global_distances is not None and "global" not in skip:
             distance = global_distances.amin(dim=1)
             maps["global"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
-        if self.patch_prior is not None:
+        if self.patch_prior is not None and "patch" not in skip:
             distance = self.patch_prior(levels, category_index)
             maps["patch"] = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=False)
+        if self.invariant_prior is not None and "invariant" not in skip:
+            distance = self.invariant_prior(self._view_levels(images))
+            maps["invariant"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
         return maps
 
-    def raw_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Un-normalised, smoothed map of each active part: what the quantile normalisation is fitted on."""
+    def raw_maps(
+        self, images: torch.Tensor, category_index: torch.Tensor | None = None, skip: Collection[str] = ()
+    ) -> dict[str, torch.Tensor]:
+        """Un-normalised, smoothed map of each active part (but ``skip``): what the quantile normalisation is fitted
+        on."""
         return {
-            part: part_map if part == "global" else self.blur(part_map)
-            for part, part_map in self.unsmoothed_maps(images, category_index).items()
+            part: part_map if part in IMAGE_LEVEL else self.blur(part_map)
+            for part, part_map in self.unsmoothed_maps(images, category_index, skip).items()
         }
 
-    def normalizer(self, part: str) -> QuantileMapNormalizer:
-        """The normalisation of ``part`` (one of :data:`PARTS`)."""
+    def normalizer(self, part: str) -> QuantileMapNormalizer | None:
+        """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant prior's when it is off)."""
         return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -305,7 +355,8 @@ class NpgmfModel(nn.Module):
         if self.training:
             return self.reconstruct(images, category_index)
         maps = self.unsmoothed_maps(images, category_index)
-        image_level = None if self.global_in_map else maps.pop("global", None)
+        in_map = ("global",) if self.global_in_map else ()
+        image_level = {part: maps.pop(part) for part in IMAGE_LEVEL if part in maps and part not in in_map}
         anomaly_map = self.blur(self.fuse(maps))
         scored = {part: part_map for part, part_map in maps.items() if part in self.score_parts}
         if len(scored) == len(maps):
@@ -314,9 +365,10 @@ class NpgmfModel(nn.Module):
             pred_score = torch.amax(self.blur(self.fuse(scored)), dim=(-3, -2, -1))
         else:
             pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
-        if image_level is not None and "global" in self.score_parts:
-            # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
-            pred_score = pred_score + self.fuse({"global": image_level[:, 0, 0, 0]})
+        for part, value in image_level.items():
+            if part in self.score_parts:
+                # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
+                pred_score = pred_score + self.fuse({part: value[:, 0, 0, 0]})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
 

@@ -5,8 +5,18 @@ Each of our additions is its own switch; a switch left at ``None`` takes the var
 """
 
 VARIANTS: dict[str, dict[str, bool]] = {
-    "paper": {"use_global_prior": False, "use_patch_prior": False, "raw_embedding": False},
-    "plus": {"use_global_prior": True, "use_patch_prior": True, "raw_embedding": True},
+    "paper": {
+        "use_global_prior": False,
+        "use_patch_prior": False,
+        "use_invariant_prior": False,
+        "raw_embedding": False,
+    },
+    "plus": {
+        "use_global_prior": True,
+        "use_patch_prior": True,
+        "use_invariant_prior": False,
+        "raw_embedding": True,
+    },
 }
 
 

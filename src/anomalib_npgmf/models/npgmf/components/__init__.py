@@ -5,6 +5,7 @@ from .codebook import GroupedVectorQuantizer
 from .decoder import ReconstructionDecoder
 from .encoder import FrozenEncoder
 from .global_prior import GlobalNormalityPrior, pooled_descriptor
+from .invariant_prior import InvariantNormalityPrior, symmetric_views, view_count, view_size
 from .oce import MultiScaleBottleneck, OneClassEmbedding
 from .patch_prior import PatchNormalityPrior, patch_features
 
@@ -13,6 +14,7 @@ __all__ = [
     "FrozenEncoder",
     "GlobalNormalityPrior",
     "GroupedVectorQuantizer",
+    "InvariantNormalityPrior",
     "MultiScaleBottleneck",
     "OneClassEmbedding",
     "PatchNormalityPrior",
@@ -22,4 +24,7 @@ __all__ = [
     "patch_features",
     "pooled_descriptor",
     "resolve_clip_weights",
+    "symmetric_views",
+    "view_count",
+    "view_size",
 ]

@@ -96,17 +96,23 @@ class GlobalNormalityPrior(nn.Module):
         num_categories: Gaussians held (1 unless the model is trained on several categories).
         grid: Cells per side of the pooling grid (1 = whole-image means).
         max_dim: Largest descriptor kept (``grid² · sum(level_channels)`` above it is subsampled).
+        width: Entries of the full descriptor, for a subclass whose :meth:`descriptor` is not the pooled means.
     """
 
     def __init__(
-        self, level_channels: Sequence[int], num_categories: int = 1, grid: int = 2, max_dim: int = 2048
+        self,
+        level_channels: Sequence[int],
+        num_categories: int = 1,
+        grid: int = 2,
+        max_dim: int = 2048,
+        width: int | None = None,
     ) -> None:
         super().__init__()
         if grid < 1 or max_dim < 1:
             msg = f"global prior needs grid >= 1 and max_dim >= 1, got {grid} and {max_dim}"
             raise ValueError(msg)
         self.grid = int(grid)
-        full = self.grid**2 * int(sum(level_channels))
+        full = int(width) if width is not None else self.grid**2 * int(sum(level_channels))
         dim = min(full, int(max_dim))
         generator = torch.Generator().manual_seed(0)
         index = torch.arange(full) if dim == full else torch.randperm(full, generator=generator)[:dim].sort().values
