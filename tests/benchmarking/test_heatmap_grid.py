@@ -1,8 +1,6 @@
 """``benchmarks/accuracy/heatmap_grid.py``: one row per defect kind, its ground truth, maps on shared column scales."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,12 @@ from PIL import Image
 from anomalib_npgmf.data import generate_demo_dataset
 from anomalib_npgmf.deploy import heat_overlay, image_pixels
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy" / "heatmap_grid.py"
+from .conftest import load_accuracy_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("heatmap_grid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_accuracy_script("heatmap_grid")
 
 
 @pytest.fixture(scope="module")

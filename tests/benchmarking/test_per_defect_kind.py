@@ -1,19 +1,13 @@
 """``benchmarks/accuracy/per_defect_kind.py``: each defect kind is scored against the good images only."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy" / "per_defect_kind.py"
+from .conftest import load_accuracy_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("per_defect_kind", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_accuracy_script("per_defect_kind")
 
 
 def test_each_kind_is_ranked_against_the_good_images_only(script):

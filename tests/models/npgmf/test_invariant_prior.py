@@ -8,7 +8,7 @@ from anomalib_npgmf import Npgmf
 from anomalib_npgmf.models.npgmf.components import InvariantNormalityPrior, symmetric_views, view_count
 from anomalib_npgmf.models.npgmf.components.invariant_prior import moment_descriptor
 
-from .conftest import IMAGE_SIZE, TINY_NPGMF
+from .conftest import IMAGE_SIZE, TINY_NPGMF, fitted_tiny_npgmf
 
 
 def test_views_are_the_eight_symmetries_of_a_square_and_four_of_a_rectangle():
@@ -35,22 +35,10 @@ def test_the_descriptor_does_not_see_a_quarter_turn_or_a_mirror_image(turn):
     torch.testing.assert_close(plain, turned, rtol=1e-5, atol=1e-6)
 
 
-def _fitted(**overrides: object) -> Npgmf:
-    """A tiny plus model with priors and normalisation fitted on 8 noise images (same seed for every call)."""
-    torch.manual_seed(0)
-    model = Npgmf(**{**TINY_NPGMF, **overrides}, category="demo_box", visualizer=False)
-    images = torch.rand((8, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(1))
-    paths = [f"/data/demo_box/train/good/{i}.png" for i in range(8)]
-    batch = ImageBatch(image=images, gt_label=torch.zeros(8, dtype=torch.long), image_path=paths)
-    model.fit_priors([batch])
-    model.fit_normalization([[batch]])
-    return model.eval()
-
-
 def test_it_adds_its_normalised_distance_to_the_image_score_and_leaves_the_map_alone():
     images = torch.rand((3, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(2))
-    without = _fitted(use_invariant_prior=False)
-    with_it = _fitted(use_invariant_prior=True, invariant_weight=2.0)
+    without = fitted_tiny_npgmf(use_invariant_prior=False)
+    with_it = fitted_tiny_npgmf(use_invariant_prior=True, invariant_weight=2.0)
     assert bool(with_it.model.invariant_prior.fitted) and bool(with_it.model.invariant_norm.fitted)
     with torch.no_grad():
         plain, added = without.model(images), with_it.model(images)
@@ -64,7 +52,7 @@ def test_it_adds_its_normalised_distance_to_the_image_score_and_leaves_the_map_a
 
 def test_scored_alone_it_ranks_images_by_its_distance():
     images = torch.rand((4, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(3))
-    model = _fitted(use_invariant_prior=True, score_parts=["invariant"])
+    model = fitted_tiny_npgmf(use_invariant_prior=True, score_parts=["invariant"])
     with torch.no_grad():
         scores = model.model(images).pred_score
         distance = model.model.unsmoothed_maps(images)["invariant"][:, 0, 0, 0]
@@ -98,7 +86,7 @@ def test_a_negative_weight_or_a_scale_out_of_range_is_named():
 def test_the_prior_parts_normalisation_is_fitted_once_and_the_students_each_time(monkeypatch):
     """The prior parts read only the frozen encoder and fitted priors, so a refit (every validation epoch) skips them:
     their quantiles stay, and the invariant prior's eight views are not encoded again."""
-    model = _fitted(use_invariant_prior=True)
+    model = fitted_tiny_npgmf(use_invariant_prior=True)
     net = model.model
     kept = {part: net.normalizer(part).state_dict() for part in ("global", "patch", "invariant")}
     before = net.logical_norm.q_high.clone()

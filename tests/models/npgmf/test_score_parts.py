@@ -2,28 +2,15 @@
 
 import pytest
 import torch
-from anomalib.data import ImageBatch
 
 from anomalib_npgmf import Npgmf
 
-from .conftest import IMAGE_SIZE, TINY_NPGMF
-
-
-def _fitted(**overrides: object) -> Npgmf:
-    """A tiny plus model with priors and normalisation fitted on 8 noise images (same seed for every call)."""
-    torch.manual_seed(0)
-    model = Npgmf(**{**TINY_NPGMF, **overrides}, category="demo_box", visualizer=False)
-    images = torch.rand((8, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(1))
-    paths = [f"/data/demo_box/train/good/{i}.png" for i in range(8)]
-    batch = ImageBatch(image=images, gt_label=torch.zeros(8, dtype=torch.long), image_path=paths)
-    model.fit_priors([batch])
-    model.fit_normalization([[batch]])
-    return model.eval()
+from .conftest import IMAGE_SIZE, TINY_NPGMF, fitted_tiny_npgmf
 
 
 def test_the_map_is_the_same_and_the_score_reads_only_the_named_parts():
     images = torch.rand((3, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(2))
-    every, priors = _fitted(), _fitted(score_parts=["global", "patch"])
+    every, priors = fitted_tiny_npgmf(), fitted_tiny_npgmf(score_parts=["global", "patch"])
     with torch.no_grad():
         default_output, priors_output = every.model(images), priors.model(images)
         raw = priors.model.unsmoothed_maps(images)
@@ -36,7 +23,7 @@ def test_the_map_is_the_same_and_the_score_reads_only_the_named_parts():
 
 
 def test_the_default_reads_every_active_part():
-    assert _fitted().model.score_parts == ("logical", "structural", "global", "patch")
+    assert fitted_tiny_npgmf().model.score_parts == ("logical", "structural", "global", "patch")
     assert Npgmf(**{**TINY_NPGMF, "variant": "paper"}).model.score_parts == ("logical", "structural")
 
 
