@@ -47,12 +47,13 @@ def image_scores(model: torch.nn.Module, folder: Path, category: str) -> dict[st
 
 
 def per_kind(scores: dict[str, dict[str, float]], kinds: dict[str, str]) -> dict[str, dict[str, float]]:
-    """{column: {defect kind: AUROC against the good test images}}."""
+    """{column: {defect kind: AUROC against the good test images}}, plus ``(all logical)`` / ``(all structural)``."""
     good = [key for key in scores if key.startswith("good/")]
     by_kind: dict[str, list[str]] = defaultdict(list)
     for key in scores:
         if not key.startswith("good/"):
             by_kind[kinds[key]].append(key)
+            by_kind[f"(all {key.split('_')[0]})"].append(key)  # each part alone on the whole logical / structural set
     columns = next(iter(scores.values())).keys()
     return {
         column: {

@@ -24,5 +24,9 @@ def test_each_kind_is_ranked_against_the_good_images_only(script):
         "structural_anomalies/000": "scratch",
     }
     table = script.per_kind(scores, kinds)
-    assert table["score"] == {"extra": 0.5, "missing": 1.0, "scratch": 1.0}
-    assert table["global"] == {"extra": 1.0, "missing": 0.0, "scratch": 0.5}
+    assert table["score"] == {
+        "(all logical)": 0.75, "(all structural)": 1.0, "extra": 0.5, "missing": 1.0, "scratch": 1.0
+    }  # fmt: skip
+    assert table["global"] == {
+        "(all logical)": 0.5, "(all structural)": 0.5, "extra": 1.0, "missing": 0.0, "scratch": 0.5
+    }  # fmt: skip

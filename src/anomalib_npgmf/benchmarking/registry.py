@@ -185,6 +185,10 @@ def _specs() -> dict[str, ModelSpec]:
             "score_parts": ("invariant",),
             "invariant_scale": 1.0,
         },
+        # issue 18 at 256 px: the demo config's oce_strides (2, 1) keep a 2x2 bottleneck at 128 px only; (2, 2) keeps
+        # it at 256 px, as the shipped 256-px configs do (measured on box: no change, model README)
+        "Npgmf_strides22": {"oce_strides": (2, 2)},
+        "Npgmf_invariant_strides22": {"use_invariant_prior": True, "oce_strides": (2, 2)},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }
