@@ -22,6 +22,7 @@ FIT_NPGMF = {
     "num_codebooks": 2,
     "prior_channels": 8,
     "use_invariant_prior": True,  # off in both variants, on here so that DDP and calibration cover it
+    "use_region_prior": True,  # likewise
     "visualizer": False,
 }
 

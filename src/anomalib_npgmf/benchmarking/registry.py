@@ -146,7 +146,13 @@ def _probe_row(name: str) -> Callable[[int, bool], Any]:
     return build
 
 
-PAPER = {"variant": "paper", "use_global_prior": None, "use_patch_prior": None, "use_invariant_prior": None}
+PAPER = {
+    "variant": "paper",
+    "use_global_prior": None,
+    "use_patch_prior": None,
+    "use_invariant_prior": None,
+    "use_region_prior": None,
+}
 
 
 def _specs() -> dict[str, ModelSpec]:
@@ -189,6 +195,12 @@ def _specs() -> dict[str, ModelSpec]:
         # it at 256 px, as the shipped 256-px configs do (measured on box: no change, model README)
         "Npgmf_strides22": {"oce_strides": (2, 2)},
         "Npgmf_invariant_strides22": {"use_invariant_prior": True, "oce_strides": (2, 2)},
+        # issue 18, the region prior (opt-in): a map for missing / extra parts, weight chosen on box
+        "Npgmf_region": {"use_region_prior": True},
+        "Npgmf_region_w2": {"use_region_prior": True, "region_weight": 2.0},
+        "Npgmf_region_w4": {"use_region_prior": True, "region_weight": 4.0},
+        "Npgmf_region_d64": {"use_region_prior": True, "region_prior_dim": 64},  # the first try (model README)
+        "Npgmf_invariant_region": {"use_invariant_prior": True, "use_region_prior": True},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

@@ -70,6 +70,8 @@ CASES = [
     # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one
     Case("npgmf-tiny-128-invariant", "Npgmf", {**TINY, "image_size": 128, "use_invariant_prior": True}),
     Case("npgmf-tiny-96x128-invariant", "Npgmf", {**TINY, "image_size": (96, 128), "use_invariant_prior": True}),
+    # the region prior (issue 18): per-region Gaussians painted over halves and quarters of a non-square input
+    Case("npgmf-tiny-96x128-region", "Npgmf", {**TINY, "image_size": (96, 128), "use_region_prior": True}),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",

@@ -141,6 +141,7 @@ SWITCHES = {
     "use_structural": False,
     "use_logical": False,
     "use_invariant_prior": True,  # off in the demo config: flipping it on must reach the scores
+    "use_region_prior": True,
 }
 
 

@@ -108,8 +108,12 @@ class NormalityFitting:
     def fit_normalization(self, dataloaders: Iterable | None) -> None:
         """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks).
 
-        Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch.
+        Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch. The region
+        prior's per-region scale is fitted first, on the same images (its map is painted with it).
         """
+        region_prior = self.model.region_prior
+        if region_prior is not None and not bool(region_prior.scale_fitted):
+            self.fit_region_scale(dataloaders)
         skip = [part for part in FROZEN_PARTS if _is_fitted(self.model.normalizer(part))]
         keys: list[str] = []
         maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
@@ -131,6 +135,21 @@ class NormalityFitting:
             if part_maps:
                 gathered = gather_unique_by_key(keys, part_maps)
                 self.model.normalizer(part).fit([m.to(self.device) for m in gathered])
+
+    @torch.no_grad()
+    def fit_region_scale(self, dataloaders: Iterable | None) -> None:
+        """Fit the region prior's per-region scale on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
+        keys: list[str] = []
+        distances: list[torch.Tensor] = []
+        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
+        for loader in loaders:
+            if loader is None:
+                continue
+            for images, paths in self._normal_images(loader, "Npgmf: fitting the region prior's scale"):
+                distances.extend(self.model.region_distances(images).cpu())  # routed, as at inference
+                keys.extend(paths)
+        if keys:
+            self.model.region_prior.fit_scale(torch.stack(gather_unique_by_key(keys, distances)).to(self.device))
 
     def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""

@@ -59,9 +59,9 @@ class Npgmf(
     Args:
         variant: ``"paper"`` (default): the paper's model, M_LAD (OCE, codebooks, AGC, fusion decoder) and M_SAD
             (reverse distillation), fused scores, nothing of ours. ``"plus"``: our additions on top (the global and
-            patch normality priors, the invariant prior, and the raw OCE embedding beside the codes). Each addition is
-            also its own switch (``use_global_prior``, ``use_patch_prior``, ``use_invariant_prior``,
-            ``raw_embedding``); ``None`` takes the variant's value.
+            patch normality priors, the invariant and region priors, and the raw OCE embedding beside the codes). Each
+            addition is also its own switch (``use_global_prior``, ``use_patch_prior``, ``use_invariant_prior``,
+            ``use_region_prior``, ``raw_embedding``); ``None`` takes the variant's value.
         backbone: Frozen timm CNN encoder. Paper: ``resnet101``; ``resnet18`` / ``wide_resnet50_2`` for CPUs.
         pre_trained: Use pretrained encoder and CLIP weights (the paper's setting). They are read from local files
             only (``backbone_weights``, ``clip_weights`` or ``$ANOMALIB_NPGMF_WEIGHTS_DIR``); missing files fail at
@@ -102,6 +102,11 @@ class Npgmf(
         invariant_weight: Weight of the invariant prior in the image score (on the scale of ``fusion_weights``).
         invariant_scale: Size of the views the invariant prior encodes, relative to ``image_size`` (0.5: a quarter of
             the cost, the same AUROC on the tuning scene).
+        use_region_prior: Per-region Gaussians of feature moments over coarse grids (halves, quarters) [ours, issue
+            18], painted into the anomaly map: a missing or extra part lights the region the LOCO ground truth marks.
+        region_weight: Weight of the region prior's map in the fused map (on the scale of ``fusion_weights``).
+        region_prior_grids: (rows, columns) of the grids whose regions the region prior scores.
+        region_prior_dim: Moment entries the region prior keeps per region (a seeded random subset).
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
         learning_rate: Adam learning rate of both students.
@@ -136,6 +141,10 @@ class Npgmf(
         use_invariant_prior: bool | None = None,
         invariant_weight: float = 4.0,
         invariant_scale: float = 0.5,
+        use_region_prior: bool | None = None,
+        region_weight: float = 1.0,
+        region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
+        region_prior_dim: int = 32,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
@@ -149,6 +158,7 @@ class Npgmf(
             use_global_prior=use_global_prior,
             use_patch_prior=use_patch_prior,
             use_invariant_prior=use_invariant_prior,
+            use_region_prior=use_region_prior,
             raw_embedding=raw_embedding,
         )
         if pre_processor is True:
@@ -185,6 +195,10 @@ class Npgmf(
             use_invariant_prior=switches["use_invariant_prior"],
             invariant_weight=invariant_weight,
             invariant_scale=invariant_scale,
+            use_region_prior=switches["use_region_prior"],
+            region_weight=region_weight,
+            region_prior_grids=tuple(tuple(grid) for grid in region_prior_grids),
+            region_prior_dim=region_prior_dim,
             fusion_weights=tuple(fusion_weights),
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,

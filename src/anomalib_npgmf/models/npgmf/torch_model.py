@@ -25,15 +25,16 @@ from .components import (
     OneClassEmbedding,
     PatchNormalityPrior,
     ReconstructionDecoder,
+    RegionNormalityPrior,
     symmetric_views,
     view_count,
     view_size,
 )
 
-PARTS = ("logical", "structural", "global", "patch", "invariant")  # the parts that are normalised and fused
+PARTS = ("logical", "structural", "global", "patch", "invariant", "region")  # the parts normalised and fused
 IMAGE_LEVEL = ("global", "invariant")  # parts with one value per image (a constant map until they are scored)
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
-FROZEN_PARTS = ("global", "patch", "invariant")
+FROZEN_PARTS = ("global", "patch", "invariant", "region")
 
 
 class LogicalBranch(nn.Module):
@@ -137,6 +138,12 @@ class NpgmfModel(nn.Module):
         invariant_weight: Its weight in the image score, on the scale of ``fusion_weights``.
         invariant_scale: Size of the views it encodes, relative to ``input_size`` (eight views cost eight encoder
             passes; at 0.5 they cost two, with the same AUROC on ``box``: see the model README).
+        use_region_prior: Add the region normality prior (issue 18) [ours]: per-region Gaussians of feature moments
+            over coarse grids, painted into the anomaly map, so a missing or extra part lights the region the LOCO
+            ground truth marks.
+        region_weight: Its weight in the fused map, on the scale of ``fusion_weights``.
+        region_prior_grids: (rows, columns) of the grids whose regions it scores.
+        region_prior_dim: Moment entries it keeps per region.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
@@ -167,6 +174,10 @@ class NpgmfModel(nn.Module):
         use_invariant_prior: bool = False,
         invariant_weight: float = 4.0,
         invariant_scale: float = 0.5,
+        use_region_prior: bool = False,
+        region_weight: float = 1.0,
+        region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
+        region_prior_dim: int = 32,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
@@ -174,12 +185,14 @@ class NpgmfModel(nn.Module):
         score_parts: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not (use_logical or use_structural or use_global_prior or use_patch_prior or use_invariant_prior):
-            msg = "one of use_logical / use_structural / use_{global,patch,invariant}_prior must be true"
+        switches = (use_logical, use_structural, use_global_prior, use_patch_prior, use_invariant_prior)
+        if not (any(switches) or use_region_prior):
+            msg = "one of use_logical / use_structural / use_{global,patch,invariant,region}_prior must be true"
             raise ValueError(msg)
-        if invariant_weight < 0:
-            msg = f"invariant_weight must be >= 0, got {invariant_weight}"
-            raise ValueError(msg)
+        for name, weight in (("invariant_weight", invariant_weight), ("region_weight", region_weight)):
+            if weight < 0:
+                msg = f"{name} must be >= 0, got {weight}"
+                raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
                 "fusion_weights must be three or four non-negative numbers (local logical, structural, global"
@@ -231,27 +244,34 @@ class NpgmfModel(nn.Module):
         if use_invariant_prior:
             views = view_count(self.input_size)
             self.invariant_prior = InvariantNormalityPrior(level_channels, views, num_categories=num_categories)
+        self.region_prior: RegionNormalityPrior | None = None
+        if use_region_prior:
+            self.region_prior = RegionNormalityPrior(
+                level_channels, num_categories, grids=region_prior_grids, dim=region_prior_dim
+            )
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
         self.global_norm = QuantileMapNormalizer()
         self.patch_norm = QuantileMapNormalizer()
         # registered only when used, so checkpoints saved before it existed load unchanged
         self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
+        self.region_norm = QuantileMapNormalizer() if use_region_prior else None
         map_weights = [*fusion_weights, fusion_weights[1]][:4]
         total = float(sum(map_weights))
-        weights = [*map_weights, float(invariant_weight)]
+        weights = [*map_weights, float(invariant_weight), float(region_weight)]
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
         active["patch"] = use_patch_prior
         active["invariant"] = use_invariant_prior
+        active["region"] = use_region_prior
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
 
     @property
-    def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior]:
+    def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior | RegionNormalityPrior]:
         """The statistics fitted on the normal training images (no gradient): priors and the category router."""
-        priors = (self.global_prior, self.patch_prior, self.router, self.invariant_prior)
+        priors = (self.global_prior, self.patch_prior, self.router, self.invariant_prior, self.region_prior)
         return [prior for prior in priors if prior is not None]
 
     def prior_samples(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -321,7 +341,18 @@ class NpgmfModel(nn.Module):
         if self.invariant_prior is not None and "invariant" not in skip:
             distance = self.invariant_prior(self._view_levels(images))
             maps["invariant"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
+        if self.region_prior is not None and "region" not in skip:
+            maps["region"] = self.region_prior(levels, self.input_size, category_index)
         return maps
+
+    def region_distances(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, R) raw distance of each region to its Gaussian (what the region prior's per-region scale is fitted
+        on); without ``category_index`` the category is routed as in :meth:`unsmoothed_maps`."""
+        *levels, _ = self.encoder(images)
+        if category_index is None and self.num_categories > 1:
+            routing = self.global_prior if self.global_prior is not None else self.router
+            category_index = GlobalNormalityPrior.route(routing.distances(levels))
+        return self.region_prior.distances(levels, category_index)
 
     def raw_maps(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None, skip: Collection[str] = ()
@@ -334,7 +365,8 @@ class NpgmfModel(nn.Module):
         }
 
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
-        """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant prior's when it is off)."""
+        """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant / region prior's when it is
+        off)."""
         return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -9,12 +9,14 @@ VARIANTS: dict[str, dict[str, bool]] = {
         "use_global_prior": False,
         "use_patch_prior": False,
         "use_invariant_prior": False,
+        "use_region_prior": False,
         "raw_embedding": False,
     },
     "plus": {
         "use_global_prior": True,
         "use_patch_prior": True,
         "use_invariant_prior": False,
+        "use_region_prior": False,
         "raw_embedding": True,
     },
 }

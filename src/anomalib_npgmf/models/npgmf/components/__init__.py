@@ -8,6 +8,7 @@ from .global_prior import GlobalNormalityPrior, pooled_descriptor
 from .invariant_prior import InvariantNormalityPrior, symmetric_views, view_count, view_size
 from .oce import MultiScaleBottleneck, OneClassEmbedding
 from .patch_prior import PatchNormalityPrior, patch_features
+from .region_prior import RegionNormalityPrior
 
 __all__ = [
     "CategoryPrior",
@@ -19,6 +20,7 @@ __all__ = [
     "OneClassEmbedding",
     "PatchNormalityPrior",
     "ReconstructionDecoder",
+    "RegionNormalityPrior",
     "clip_text_dim",
     "encode_category_names",
     "patch_features",

@@ -139,12 +139,7 @@ class GlobalNormalityPrior(nn.Module):
     def fit(self, descriptors: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
         """Fit mean and shrunk precision per category on (N, D) descriptors of normal images (>= 2 per category)."""
         dim = self.mean.shape[1]
-        if descriptors.ndim != 2 or descriptors.shape[1] != dim:
-            msg = f"global prior needs (N, {dim}) descriptors of normal images, got {tuple(descriptors.shape)}"
-            raise ValueError(msg)
-        if not torch.isfinite(descriptors).all():
-            msg = "global prior: the training images gave NaN/Inf features (check the input images)"
-            raise ValueError(msg)
+        check_normal_samples(descriptors, dim, "global prior", "descriptors")
         index = checked_category_index(category_index, descriptors.shape[0], self.num_categories)
         for category in range(self.num_categories):
             samples = descriptors[index == category]
@@ -173,6 +168,16 @@ class GlobalNormalityPrior(nn.Module):
     def route(distances: torch.Tensor) -> torch.Tensor:
         """(B,) index of each image's nearest category, from :meth:`distances`."""
         return distances.argmin(dim=1)
+
+
+def check_normal_samples(samples: torch.Tensor, width: int, prior: str, what: str) -> None:
+    """Raise a clear error unless ``samples`` are finite (N, ``width``) rows of normal images."""
+    if samples.ndim != 2 or samples.shape[1] != width:
+        msg = f"{prior} needs (N, {width}) {what} of normal images, got {tuple(samples.shape)}"
+        raise ValueError(msg)
+    if not torch.isfinite(samples).all():
+        msg = f"{prior}: the training images gave NaN/Inf features (check the input images)"
+        raise ValueError(msg)
 
 
 def checked_category_index(category_index: torch.Tensor | None, count: int, num_categories: int) -> torch.Tensor:
