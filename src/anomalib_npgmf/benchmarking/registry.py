@@ -196,7 +196,8 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_strides22": {"oce_strides": (2, 2)},
         "Npgmf_invariant_strides22": {"use_invariant_prior": True, "oce_strides": (2, 2)},
         # issue 18, the region prior (opt-in): a map for missing / extra parts, weight chosen on box
-        "Npgmf_region": {"use_region_prior": True},
+        "Npgmf_region": {"use_region_prior": True},  # region_weight 0.25 (chosen on box by rescoring)
+        "Npgmf_region_w1": {"use_region_prior": True, "region_weight": 1.0},
         "Npgmf_region_w2": {"use_region_prior": True, "region_weight": 2.0},
         "Npgmf_region_w4": {"use_region_prior": True, "region_weight": 4.0},
         "Npgmf_region_d64": {"use_region_prior": True, "region_prior_dim": 64},  # the first try (model README)

@@ -183,3 +183,19 @@ def test_a_missing_part_moves_its_region_away_from_normal_with_few_descriptor_en
     print(f"MEASURED left-half AUROC, 32 entries {few:.3f}, 64 entries {many:.3f}")
     assert few >= 0.65, aurocs
     assert few - many >= 0.1, aurocs
+
+
+def test_with_one_held_out_normal_the_map_keeps_unscaled_distances_and_says_so(caplog):
+    with_it = fitted_tiny_npgmf(use_region_prior=True)
+    prior = with_it.model.region_prior
+    prior.offset.fill_(0.0)
+    prior.scale.fill_(1.0)
+    prior.scale_fitted.fill_(False)  # as before any fit
+    with_it.model.region_norm.fitted.fill_(False)
+    image = torch.rand((1, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(6))
+    batch = ImageBatch(image=image, gt_label=torch.zeros(1, dtype=torch.long), image_path=["/data/demo_box/v/0.png"])
+    with caplog.at_level("WARNING"):
+        with_it.fit_normalization([[batch]])
+    assert "1 held-out normal image(s)" in caplog.text
+    assert bool(prior.scale_fitted) and bool(with_it.model.region_norm.fitted)
+    assert torch.equal(prior.offset, torch.zeros(8)) and torch.equal(prior.scale, torch.ones(8))

@@ -148,8 +148,16 @@ class NormalityFitting:
             for images, paths in self._normal_images(loader, "Npgmf: fitting the region prior's scale"):
                 distances.extend(self.model.region_distances(images).cpu())  # routed, as at inference
                 keys.extend(paths)
-        if keys:
-            self.model.region_prior.fit_scale(torch.stack(gather_unique_by_key(keys, distances)).to(self.device))
+        gathered = gather_unique_by_key(keys, distances) if keys else []
+        if len(gathered) >= 2:
+            self.model.region_prior.fit_scale(torch.stack(gathered).to(self.device))
+        else:  # a quantile of one image is that image: paint raw distances, the part's own normalisation still applies
+            logger.warning(
+                "Npgmf: %d held-out normal image(s) for the region prior's per-region scale (needs 2 or more); "
+                "its map uses unscaled distances.",
+                len(gathered),
+            )
+            self.model.region_prior.scale_fitted.fill_(True)
 
     def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""

@@ -141,7 +141,8 @@ class NpgmfModel(nn.Module):
         use_region_prior: Add the region normality prior (issue 18) [ours]: per-region Gaussians of feature moments
             over coarse grids, painted into the anomaly map, so a missing or extra part lights the region the LOCO
             ground truth marks.
-        region_weight: Its weight in the fused map, on the scale of ``fusion_weights``.
+        region_weight: Its weight in the fused map, on the scale of ``fusion_weights`` (0.25: at 1 it also lights a
+            scratch's whole region; chosen on ``box``, see the model README).
         region_prior_grids: (rows, columns) of the grids whose regions it scores.
         region_prior_dim: Moment entries it keeps per region.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
@@ -175,7 +176,7 @@ class NpgmfModel(nn.Module):
         invariant_weight: float = 4.0,
         invariant_scale: float = 0.5,
         use_region_prior: bool = False,
-        region_weight: float = 1.0,
+        region_weight: float = 0.25,
         region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
         region_prior_dim: int = 32,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),

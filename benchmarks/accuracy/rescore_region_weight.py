@@ -1,0 +1,92 @@
+"""Rescore saved Npgmf runs that have the region prior with other ``region_weight`` values, without retraining.
+
+The region prior is fitted once on the frozen encoder and its weight enters only the fusion at inference (training,
+the priors and every part's normalisation are untouched), so one saved run answers it for every weight. Issue 18: the
+region map lights a missing part's region, and at weight 1 it also lights a scratch's whole region; this measures
+the trade-off, per weight: raw logical / structural image AUROC and AU-sPRO, and anomalib's pixel AUROC (every
+pixel of every test image) with its structural-regions share.
+
+    python benchmarks/accuracy/rescore_region_weight.py OUT_FOLDER --models Npgmf_region --seed 0 \
+        [--weights 0.125 0.25 0.5 1] [--json FILE]
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from anomalib_npgmf.benchmarking import saved_runs
+from anomalib_npgmf.benchmarking.data import loco_datamodule
+from anomalib_npgmf.ground_truth import anomaly_type_of
+from anomalib_npgmf.metrics import LocoResults, rank_auroc
+
+WEIGHTS = (0.125, 0.25, 0.5, 1.0)
+
+
+def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS) -> dict[str, dict[str, float]]:
+    """{weight: LOCO figures and pixel AUROC} with the region map at each weight (on ``fusion_weights``' scale)."""
+    net = model.model
+    if net.region_prior is None:
+        msg = f"{folder}: this run has no region prior (train it with use_region_prior: true)"
+        raise ValueError(msg)
+    trained = dict(net.fusion_weights)
+    datamodule = loco_datamodule(folder / "data", category)
+    datamodule.setup("test")
+    figures = {}
+    try:
+        for weight in weights:
+            net.fusion_weights["region"] = float(weight) / _map_weight_total(model)  # as NpgmfModel divides it
+            figures[str(weight)] = _figures(model, datamodule)
+    finally:
+        net.fusion_weights.clear()
+        net.fusion_weights.update(trained)
+    return figures
+
+
+def _map_weight_total(model: torch.nn.Module) -> float:
+    """Sum of the four map weights the model was built with (``NpgmfModel`` divides every weight by it)."""
+    weights = list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
+    return float(sum([*weights, weights[1]][:4]))
+
+
+def _figures(model: torch.nn.Module, datamodule) -> dict[str, float]:
+    results = LocoResults()
+    maps, masks, kinds = [], [], []
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            output = model.model(model.pre_processor(batch.image))
+            results.add(batch.image_path, output.pred_score, output.anomaly_map)
+            maps.append(output.anomaly_map.reshape(output.anomaly_map.shape[0], -1))
+            masks.append(batch.gt_mask.reshape(batch.gt_mask.shape[0], -1) > 0)
+            kinds.extend(anomaly_type_of(path) for path in batch.image_path)
+    table = results.table()
+    figures = {
+        f"{kind} {name}": float(table[kind][name])
+        for kind in ("logical", "structural")
+        for name in ("image_AUROC", "AU-sPRO")
+    }
+    pixels, target = torch.cat(maps), torch.cat(masks)
+    figures["pixel AUROC"] = rank_auroc(pixels.reshape(-1), target.reshape(-1))
+    structural = torch.tensor([kind in ("good", "structural") for kind in kinds])
+    figures["pixel AUROC, structural"] = rank_auroc(pixels[structural].reshape(-1), target[structural].reshape(-1))
+    return figures
+
+
+def show(key: str, figures: dict[str, dict[str, float]]) -> None:
+    for weight, row in figures.items():
+        print(f"{key} weight {weight}: " + "  ".join(f"{name} {value:.3f}" for name, value in row.items()), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS))
+    known, rest = parser.parse_known_args(argv)
+
+    def rescore_weights(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
+        return rescore(model, folder, category, tuple(known.weights))
+
+    return saved_runs.run_script(__doc__.splitlines()[0], rescore_weights, show, rest, default_models=["Npgmf_region"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
