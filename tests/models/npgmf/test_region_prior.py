@@ -6,7 +6,8 @@ from anomalib.data import ImageBatch
 
 from anomalib_npgmf import Npgmf
 from anomalib_npgmf.models.npgmf.components import RegionNormalityPrior
-from anomalib_npgmf.models.npgmf.components.region_prior import partition_bounds, region_bounds, region_moments
+from anomalib_npgmf.models.npgmf.components.global_prior import cell_bounds
+from anomalib_npgmf.models.npgmf.components.region_prior import partition_bounds, region_moments
 
 from .conftest import IMAGE_SIZE, TINY_NPGMF, fitted_tiny_npgmf
 
@@ -16,7 +17,7 @@ def test_regions_are_halves_side_by_side_halves_stacked_and_quarters():
     level[..., :2, :2] = 1.0  # the top-left quarter holds everything
     means = region_moments([level], ((1, 2), (2, 1), (2, 2)))[0, :, 0]
     torch.testing.assert_close(means, torch.tensor([0.5, 0.0, 0.5, 0.0, 1.0, 0.0, 0.0, 0.0]))
-    assert region_bounds(5, 2) == [(0, 3), (2, 5)]  # pooling overlaps by a pixel, as adaptive pooling does
+    assert cell_bounds(5, 2) == [(0, 3), (2, 5)]  # pooling overlaps by a pixel, as adaptive pooling does
     assert partition_bounds(5, 2) == [(0, 2), (2, 5)]  # painting cuts the image into disjoint cells
 
 

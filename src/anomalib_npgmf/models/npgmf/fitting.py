@@ -119,14 +119,10 @@ class NormalityFitting:
         maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
         was_training = self.model.training
         self.model.eval()
-        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
-        for loader in loaders:
-            if loader is None:
-                continue
-            for images, paths in self._normal_images(loader, "Npgmf: fitting map normalisation"):
-                for part, part_map in self.model.raw_maps(images, skip=skip).items():
-                    maps[part].extend(part_map.cpu())
-                keys.extend(paths)
+        for images, paths in self._normal_images_of(dataloaders, "Npgmf: fitting map normalisation"):
+            for part, part_map in self.model.raw_maps(images, skip=skip).items():
+                maps[part].extend(part_map.cpu())
+            keys.extend(paths)
         self.model.train(was_training)
         if not keys:
             logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
@@ -141,13 +137,9 @@ class NormalityFitting:
         """Fit the region prior's per-region scale on the normal images of ``dataloaders`` (gathered over DDP ranks)."""
         keys: list[str] = []
         distances: list[torch.Tensor] = []
-        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
-        for loader in loaders:
-            if loader is None:
-                continue
-            for images, paths in self._normal_images(loader, "Npgmf: fitting the region prior's scale"):
-                distances.extend(self.model.region_distances(images).cpu())  # routed, as at inference
-                keys.extend(paths)
+        for images, paths in self._normal_images_of(dataloaders, "Npgmf: fitting the region prior's scale"):
+            distances.extend(self.model.region_distances(images).cpu())  # routed, as at inference
+            keys.extend(paths)
         gathered = gather_unique_by_key(keys, distances) if keys else []
         if len(gathered) >= 2:
             self.model.region_prior.fit_scale(torch.stack(gathered).to(self.device))
@@ -158,6 +150,15 @@ class NormalityFitting:
                 len(gathered),
             )
             self.model.region_prior.scale_fitted.fill_(True)
+
+    def _normal_images_of(
+        self, dataloaders: Iterable | None, description: str
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """:meth:`_normal_images` over one dataloader or a list of them (``None`` entries skipped)."""
+        loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
+        for loader in loaders:
+            if loader is not None:
+                yield from self._normal_images(loader, description)
 
     def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""

@@ -186,8 +186,9 @@ class NpgmfModel(nn.Module):
         score_parts: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        switches = (use_logical, use_structural, use_global_prior, use_patch_prior, use_invariant_prior)
-        if not (any(switches) or use_region_prior):
+        active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
+        active |= {"patch": use_patch_prior, "invariant": use_invariant_prior, "region": use_region_prior}
+        if not any(active.values()):
             msg = "one of use_logical / use_structural / use_{global,patch,invariant,region}_prior must be true"
             raise ValueError(msg)
         for name, weight in (("invariant_weight", invariant_weight), ("region_weight", region_weight)):
@@ -263,10 +264,6 @@ class NpgmfModel(nn.Module):
         self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
-        active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
-        active["patch"] = use_patch_prior
-        active["invariant"] = use_invariant_prior
-        active["region"] = use_region_prior
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
 
     @property
@@ -324,9 +321,8 @@ class NpgmfModel(nn.Module):
         """
         *levels, deepest = self.encoder(images)
         global_distances = self.global_prior.distances(levels) if self.global_prior is not None else None
-        if category_index is None and self.num_categories > 1:
-            routing = global_distances if self.router is None else self.router.distances(levels)
-            category_index = GlobalNormalityPrior.route(routing)
+        if category_index is None:
+            category_index = self._route(levels, global_distances)
         outputs = self._reconstruct_features(levels, deepest, category_index)
         maps = {
             branch: reconstruction_map(outputs["teacher"], outputs[branch], self.input_size)
@@ -350,10 +346,20 @@ class NpgmfModel(nn.Module):
         """(B, R) raw distance of each region to its Gaussian (what the region prior's per-region scale is fitted
         on); without ``category_index`` the category is routed as in :meth:`unsmoothed_maps`."""
         *levels, _ = self.encoder(images)
-        if category_index is None and self.num_categories > 1:
-            routing = self.global_prior if self.global_prior is not None else self.router
-            category_index = GlobalNormalityPrior.route(routing.distances(levels))
+        if category_index is None:
+            category_index = self._route(levels)
         return self.region_prior.distances(levels, category_index)
+
+    def _route(self, levels: list[torch.Tensor], global_distances: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Each image's category by the nearest global (or routing-only) Gaussian; ``None`` for one category.
+        ``global_distances``: the global prior's distances when the caller already has them."""
+        if self.num_categories == 1:
+            return None
+        if self.router is not None:
+            return GlobalNormalityPrior.route(self.router.distances(levels))
+        if global_distances is None:
+            global_distances = self.global_prior.distances(levels)
+        return GlobalNormalityPrior.route(global_distances)
 
     def raw_maps(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None, skip: Collection[str] = ()

@@ -24,13 +24,16 @@ def pooled_descriptor(levels: Sequence[torch.Tensor], grid: int = 1) -> torch.Te
     """
     parts = []
     for level in levels:
-        height, width = int(level.shape[-2]), int(level.shape[-1])
-        for row in range(grid):
-            top, bottom = (row * height) // grid, -((-(row + 1) * height) // grid)
-            for column in range(grid):
-                left, right = (column * width) // grid, -((-(column + 1) * width) // grid)
+        for top, bottom in cell_bounds(int(level.shape[-2]), grid):
+            for left, right in cell_bounds(int(level.shape[-1]), grid):
                 parts.append(level[..., top:bottom, left:right].mean(dim=(-2, -1)))
     return torch.cat(parts, dim=1)
+
+
+def cell_bounds(size: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) of ``parts`` pooling cells along a side of ``size`` (adaptive pooling's floor / ceil rule: where
+    ``size`` does not divide, neighbouring cells share a pixel)."""
+    return [((index * size) // parts, -((-(index + 1) * size) // parts)) for index in range(parts)]
 
 
 def ledoit_wolf_covariance(samples: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from anomalib_npgmf.models.common.normalization import SPREAD_FLOOR
+
 from .global_prior import (
+    cell_bounds,
     check_normal_samples,
     checked_category_index,
     ledoit_wolf_covariance,
@@ -36,11 +39,6 @@ from .global_prior import (
 
 DEFAULT_GRIDS = ((1, 2), (2, 1), (2, 2))  # (rows, columns): left/right halves, top/bottom halves, quarters
 SCALE_QUANTILE = 0.99  # normal distances of a region at this quantile map to 1 above the median
-
-
-def region_bounds(size: int, parts: int) -> list[tuple[int, int]]:
-    """[start, end) of ``parts`` cells along a side of ``size`` (adaptive pooling's floor / ceil rule)."""
-    return [((index * size) // parts, -((-(index + 1) * size) // parts)) for index in range(parts)]
 
 
 def partition_bounds(size: int, parts: int) -> list[tuple[int, int]]:
@@ -55,17 +53,23 @@ def region_moments(levels: Sequence[torch.Tensor], grids: Sequence[tuple[int, in
     """
     regions = []
     for rows, columns in grids:
-        for row in range(rows):
-            for column in range(columns):
-                moments = []
-                for level in levels:
-                    (top, bottom) = region_bounds(int(level.shape[-2]), rows)[row]
-                    (left, right) = region_bounds(int(level.shape[-1]), columns)[column]
-                    cell = level[..., top:bottom, left:right]
-                    mean = cell.mean(dim=(-2, -1))
-                    spread = (cell * cell).mean(dim=(-2, -1)) - mean * mean
-                    moments += [mean, torch.sqrt(torch.clamp(spread, min=0.0))]
-                regions.append(torch.cat(moments, dim=1))
+        # per level, its cells in row-major order: (level, cell) -> moments
+        cells = [
+            [
+                level[..., top:bottom, left:right]
+                for top, bottom in cell_bounds(int(level.shape[-2]), rows)
+                for left, right in cell_bounds(int(level.shape[-1]), columns)
+            ]
+            for level in levels
+        ]
+        for index in range(rows * columns):
+            moments = []
+            for level_cells in cells:
+                cell = level_cells[index]
+                mean = cell.mean(dim=(-2, -1))
+                spread = (cell * cell).mean(dim=(-2, -1)) - mean * mean
+                moments += [mean, torch.sqrt(torch.clamp(spread, min=0.0))]
+            regions.append(torch.cat(moments, dim=1))
     return torch.stack(regions, dim=1)
 
 
@@ -167,7 +171,7 @@ class RegionNormalityPrior(nn.Module):
             raise ValueError(msg)
         median = np.quantile(values, 0.5, axis=0)
         high = np.quantile(values, SCALE_QUANTILE, axis=0)
-        floor = np.maximum(1e-12, 1e-3 * np.abs(high))  # a constant region (e.g. padding) must not divide by zero
+        floor = np.maximum(1e-12, SPREAD_FLOOR * np.abs(high))  # as the map normaliser: no division by float noise
         self.offset.copy_(torch.from_numpy(median).to(self.offset.dtype))
         self.scale.copy_(torch.from_numpy(np.maximum(high - median, floor)).to(self.scale.dtype))
         self.scale_fitted.fill_(True)
