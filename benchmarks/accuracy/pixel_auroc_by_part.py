@@ -13,7 +13,6 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
-from anomalib_npgmf.ground_truth import anomaly_type_of
 from anomalib_npgmf.metrics import rank_auroc
 from anomalib_npgmf.models.npgmf.torch_model import IMAGE_LEVEL
 
@@ -24,34 +23,24 @@ def pixel_aurocs(model: torch.nn.Module, folder: Path, category: str) -> dict[st
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     net = model.model
-    maps: dict[str, list[torch.Tensor]] = {}
-    masks: list[torch.Tensor] = []
-    types: list[str] = []
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            images = model.pre_processor(batch.image)
-            raw = net.unsmoothed_maps(images)
-            candidates = {"fused (output)": net(images).anomaly_map}
-            for part, part_map in raw.items():
-                if part not in IMAGE_LEVEL:
-                    candidates[part] = net.blur(net.normalizer(part)(part_map))
-            priors = {part: raw[part] for part in ("global", "patch") if part in raw}
-            if priors:
-                candidates["priors (global + patch)"] = net.blur(net.fuse(priors))
-            for name, value in candidates.items():
-                maps.setdefault(name, []).append(value.reshape(value.shape[0], -1).float())
-            mask = batch.gt_mask.reshape(batch.gt_mask.shape[0], -1) if batch.gt_mask is not None else None
-            masks.append(mask if mask is not None else torch.zeros_like(maps["fused (output)"][-1]))
-            types.extend(anomaly_type_of(path) for path in batch.image_path)
-    target = torch.cat(masks) > 0
+
+    def part_maps(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = net.unsmoothed_maps(images)
+        maps = {part: net.blur(net.normalizer(part)(value)) for part, value in raw.items() if part not in IMAGE_LEVEL}
+        priors = {part: raw[part] for part in ("global", "patch") if part in raw}
+        if priors:
+            maps["priors (global + patch)"] = net.blur(net.fuse(priors))
+        return maps
+
+    scored = saved_runs.score_test_set(model, datamodule, part_maps)
+    maps = {"fused (output)": scored.maps, **scored.extra_maps}
     subsets = {"all": {"good", "logical", "structural"}, "logical": {"good", "logical"}}
     subsets["structural"] = {"good", "structural"}
     result = {}
     for subset, kinds in subsets.items():
-        keep = torch.tensor([kind in kinds for kind in types])
+        keep = torch.tensor([kind in kinds for kind in scored.kinds])
         result[subset] = {
-            name: rank_auroc(torch.cat(values)[keep].reshape(-1), target[keep].reshape(-1))
-            for name, values in maps.items()
+            name: rank_auroc(values[keep].reshape(-1), scored.masks[keep].reshape(-1)) for name, values in maps.items()
         }
     return result
 

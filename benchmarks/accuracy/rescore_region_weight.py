@@ -17,8 +17,7 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
-from anomalib_npgmf.ground_truth import anomaly_type_of
-from anomalib_npgmf.metrics import LocoResults, rank_auroc
+from anomalib_npgmf.metrics import rank_auroc
 
 WEIGHTS = (0.125, 0.25, 0.5, 1.0)
 
@@ -50,24 +49,16 @@ def _map_weight_total(model: torch.nn.Module) -> float:
 
 
 def _figures(model: torch.nn.Module, datamodule) -> dict[str, float]:
-    results = LocoResults()
-    maps, masks, kinds = [], [], []
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            output = model.model(model.pre_processor(batch.image))
-            results.add(batch.image_path, output.pred_score, output.anomaly_map)
-            maps.append(output.anomaly_map.reshape(output.anomaly_map.shape[0], -1))
-            masks.append(batch.gt_mask.reshape(batch.gt_mask.shape[0], -1) > 0)
-            kinds.extend(anomaly_type_of(path) for path in batch.image_path)
-    table = results.table()
+    scored = saved_runs.score_test_set(model, datamodule)
+    table = scored.results.table()
     figures = {
         f"{kind} {name}": float(table[kind][name])
         for kind in ("logical", "structural")
         for name in ("image_AUROC", "AU-sPRO")
     }
-    pixels, target = torch.cat(maps), torch.cat(masks)
+    pixels, target = scored.maps, scored.masks
     figures["pixel AUROC"] = rank_auroc(pixels.reshape(-1), target.reshape(-1))
-    structural = torch.tensor([kind in ("good", "structural") for kind in kinds])
+    structural = torch.tensor([kind in ("good", "structural") for kind in scored.kinds])
     figures["pixel AUROC, structural"] = rank_auroc(pixels[structural].reshape(-1), target[structural].reshape(-1))
     return figures
 

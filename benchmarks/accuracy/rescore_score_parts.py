@@ -16,7 +16,6 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
-from anomalib_npgmf.metrics import LocoResults
 
 # None: every active part (the default); the others read image-level priors only, or one of them.
 CHOICES: dict[str, tuple[str, ...] | None] = {
@@ -37,12 +36,7 @@ def rescore(model: torch.nn.Module, folder: Path, category: str) -> dict[str, di
         if parts is not None and not set(parts) <= set(trained_parts):
             continue
         model.model.score_parts = trained_parts if parts is None else parts
-        results = LocoResults()
-        with torch.no_grad():
-            for batch in datamodule.test_dataloader():
-                output = model.model(model.pre_processor(batch.image))
-                results.add(batch.image_path, output.pred_score, output.anomaly_map)
-        table = results.table()
+        table = saved_runs.score_test_set(model, datamodule).results.table()
         figures[choice] = {kind: float(table[kind]["image_AUROC"]) for kind in ("logical", "structural")}
     model.model.score_parts = trained_parts
     return figures

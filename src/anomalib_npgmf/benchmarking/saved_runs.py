@@ -2,16 +2,20 @@
 
 An accuracy ``--output`` folder holds ``data/<category>/`` and ``runs/<model>_<seed>/.../<category>/.../model.ckpt``.
 The scripts in ``benchmarks/accuracy/`` (raw vs clamped rescoring, per-defect-kind AUROC, pixel AUROC per map) walk
-the same folders x categories x models, each with its own measurement.
+the same folders x categories x models and make the same pass over each test set, each with its own measurement.
 """
 
 import argparse
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from anomalib_npgmf.ground_truth import anomaly_type_of
+from anomalib_npgmf.metrics import LocoResults
 
 from . import registry
 
@@ -47,6 +51,44 @@ def each_run(arguments: argparse.Namespace) -> Iterator[tuple[Path, str, str, An
                 except StopIteration:
                     continue
                 yield folder, category, registry.resolve(name), model
+
+
+@dataclass
+class ScoredTestSet:
+    """A restored model's outputs over a whole test set: the LOCO figures' input, and the maps and ground truth
+    flattened to (images, pixels) for figures pooled over every pixel."""
+
+    results: LocoResults
+    maps: torch.Tensor  # the model's anomaly map
+    extra_maps: dict[str, torch.Tensor]  # by name, what ``score_test_set``'s ``extra_maps`` returned
+    masks: torch.Tensor  # bool, every region of an image; all False for a test set without masks
+    kinds: list[str]  # "good", "logical" or "structural", per image
+
+
+def score_test_set(
+    model: Any, datamodule: Any, extra_maps: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
+) -> ScoredTestSet:
+    """The pass every rescoring script makes over a set-up datamodule's test set with the model as it now is (one
+    loop, so the scripts score the same images the same way); ``extra_maps(pre-processed images)`` adds the caller's
+    own maps, e.g. one part's."""
+    results = LocoResults()
+    maps: list[torch.Tensor] = []
+    extra: dict[str, list[torch.Tensor]] = {}
+    masks: list[torch.Tensor] = []
+    kinds: list[str] = []
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            images = model.pre_processor(batch.image)
+            output = model.model(images)
+            results.add(batch.image_path, output.pred_score, output.anomaly_map)
+            maps.append(output.anomaly_map.reshape(output.anomaly_map.shape[0], -1).float())
+            for name, value in (extra_maps(images) if extra_maps is not None else {}).items():
+                extra.setdefault(name, []).append(value.reshape(value.shape[0], -1).float())
+            mask = batch.gt_mask if batch.gt_mask is not None else torch.zeros_like(output.anomaly_map)
+            masks.append(mask.reshape(mask.shape[0], -1) > 0)
+            kinds.extend(anomaly_type_of(path) for path in batch.image_path)
+    extra_flat = {name: torch.cat(values) for name, values in extra.items()}
+    return ScoredTestSet(results, torch.cat(maps), extra_flat, torch.cat(masks), kinds)
 
 
 def write_json(path: Path | None, figures: dict) -> None:
