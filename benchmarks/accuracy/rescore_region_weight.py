@@ -18,6 +18,7 @@ import torch
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.metrics import rank_auroc
+from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 WEIGHTS = (0.125, 0.25, 0.5, 1.0)
 
@@ -34,7 +35,7 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS
     figures = {}
     try:
         for weight in weights:
-            net.fusion_weights["region"] = float(weight) / _map_weight_total(model)  # as NpgmfModel divides it
+            net.fusion_weights["region"] = fusion_shares(_fusion_weights(model), region_weight=weight)["region"]
             figures[str(weight)] = _figures(model, datamodule)
     finally:
         net.fusion_weights.clear()
@@ -42,10 +43,9 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS
     return figures
 
 
-def _map_weight_total(model: torch.nn.Module) -> float:
-    """Sum of the four map weights the model was built with (``NpgmfModel`` divides every weight by it)."""
-    weights = list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
-    return float(sum([*weights, weights[1]][:4]))
+def _fusion_weights(model: torch.nn.Module) -> list[float]:
+    """The ``fusion_weights`` the model was built with (the scale ``region_weight`` is on)."""
+    return list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
 
 
 def _figures(model: torch.nn.Module, datamodule) -> dict[str, float]:

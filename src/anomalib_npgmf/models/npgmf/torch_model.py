@@ -258,10 +258,7 @@ class NpgmfModel(nn.Module):
         # registered only when used, so checkpoints saved before it existed load unchanged
         self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
         self.region_norm = QuantileMapNormalizer() if use_region_prior else None
-        map_weights = [*fusion_weights, fusion_weights[1]][:4]
-        total = float(sum(map_weights))
-        weights = [*map_weights, float(invariant_weight), float(region_weight)]
-        self.fusion_weights = {part: weight / total for part, weight in zip(PARTS, weights, strict=True)}
+        self.fusion_weights = fusion_shares(fusion_weights, invariant_weight, region_weight)
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
@@ -409,6 +406,18 @@ class NpgmfModel(nn.Module):
                 # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
                 pred_score = pred_score + self.fuse({part: value[:, 0, 0, 0]})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+
+def fusion_shares(
+    fusion_weights: Sequence[float], invariant_weight: float = 0.0, region_weight: float = 0.0
+) -> dict[str, float]:
+    """Each part's share of the fused map / score: every weight divided by the sum of the four map weights (three
+    ``fusion_weights`` = older configs: the patch map gets the structural weight). One place for it, so a rescoring
+    script sets exactly what building the model with these weights would."""
+    map_weights = [*fusion_weights, fusion_weights[1]][:4]
+    total = float(sum(map_weights))
+    weights = [*map_weights, float(invariant_weight), float(region_weight)]
+    return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
 
 
 def _checked_score_parts(score_parts: Sequence[str] | None, active: Sequence[str]) -> tuple[str, ...]:
