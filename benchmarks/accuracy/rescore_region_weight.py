@@ -7,7 +7,12 @@ the trade-off, per weight: raw logical / structural image AUROC and AU-sPRO, and
 pixel of every test image) with its structural-regions share.
 
     python benchmarks/accuracy/rescore_region_weight.py OUT_FOLDER --models Npgmf_region --seed 0 \
-        [--weights 0.125 0.25 0.5 1] [--json FILE]
+        [--weights 0.125 0.25 0.5 1] [--painting relative|absolute] [--json FILE]
+
+``--painting`` repaints the region map relative to each image's median region (``region_relative``, the default
+since 2026-12-04) or absolute, and refits the region map's normalisation on the run's validation normals: the region
+prior is frozen, so this equals training with that setting. Without it the run is scored as the registry builds it
+now; runs trained before ``region_relative`` existed were painted absolute (``--painting absolute`` reproduces them).
 """
 
 import argparse
@@ -23,12 +28,17 @@ from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 WEIGHTS = (0.125, 0.25, 0.5, 1.0)
 
 
-def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS) -> dict[str, dict[str, float]]:
-    """{weight: LOCO figures and pixel AUROC} with the region map at each weight (on ``fusion_weights``' scale)."""
+def rescore(
+    model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS, painting: str | None = None
+) -> dict[str, dict[str, float]]:
+    """{weight: LOCO figures and pixel AUROC} with the region map at each weight (on ``fusion_weights``' scale),
+    painted as ``painting`` says (``None``: as the model is)."""
     net = model.model
     if net.region_prior is None:
         msg = f"{folder}: this run has no region prior (train it with use_region_prior: true)"
         raise ValueError(msg)
+    if painting is not None:
+        repaint(model, calibration_loaders(folder, category), relative=painting == "relative")
     trained = dict(net.fusion_weights)
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
@@ -41,6 +51,22 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS
         net.fusion_weights.clear()
         net.fusion_weights.update(trained)
     return figures
+
+
+def repaint(model: torch.nn.Module, loaders: list, relative: bool) -> None:
+    """Paint the region map relative (or absolute) and refit its normalisation on the normal images of
+    ``loaders``, the other parts' too (the same images and weights give them the same constants back)."""
+    model.model.region_prior.relative = bool(relative)
+    model.model.region_norm.fitted.fill_(False)
+    with torch.no_grad():
+        model.fit_normalization(loaders)
+
+
+def calibration_loaders(folder: Path, category: str) -> list:
+    """The run's validation normals (LOCO's ``validation/good``): what its normalisation was fitted on."""
+    datamodule = loco_datamodule(folder / "data", category)
+    datamodule.setup("fit")
+    return [datamodule.val_dataloader()]
 
 
 def _fusion_weights(model: torch.nn.Module) -> list[float]:
@@ -71,10 +97,11 @@ def show(key: str, figures: dict[str, dict[str, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS))
+    parser.add_argument("--painting", choices=("relative", "absolute"))
     known, rest = parser.parse_known_args(argv)
 
     def rescore_weights(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
-        return rescore(model, folder, category, tuple(known.weights))
+        return rescore(model, folder, category, tuple(known.weights), known.painting)
 
     return saved_runs.run_script(__doc__.splitlines()[0], rescore_weights, show, rest, default_models=["Npgmf_region"])
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..models.npgmf.conftest import IMAGE_SIZE, fitted_tiny_npgmf
+from ..models.npgmf.conftest import IMAGE_SIZE, fitted_tiny_npgmf, tiny_normal_batch
 from .conftest import load_accuracy_script
 
 
@@ -32,6 +32,21 @@ def test_a_weight_set_after_fitting_equals_building_with_it(script, tmp_path: Pa
         after, expected = rescored.model(images).anomaly_map, built.model(images).anomaly_map
     assert expected.std() > 0  # a spread, so the comparison can fail
     torch.testing.assert_close(after, expected, rtol=0, atol=0)
+
+
+def test_repainting_equals_building_with_the_other_painting(script):
+    """Runs trained before ``region_relative`` were painted absolute: repainting one relative (the normalisation
+    refitted on the same normals) gives what fitting it relative gives, and back."""
+    images = torch.rand((3, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(2))
+    for start, target in ((False, True), (True, False)):
+        repainted = fitted_tiny_npgmf(use_region_prior=True, region_relative=start)
+        before = repainted.model(images).anomaly_map
+        script.repaint(repainted, [[tiny_normal_batch()]], relative=target)
+        built = fitted_tiny_npgmf(use_region_prior=True, region_relative=target)
+        with torch.no_grad():
+            after, expected = repainted.model(images).anomaly_map, built.model(images).anomaly_map
+        assert expected.std() > 0 and not torch.allclose(before, expected)  # the painting changes the map
+        torch.testing.assert_close(after, expected, rtol=0, atol=0)
 
 
 def test_a_run_without_the_region_prior_is_named(script, tmp_path: Path):

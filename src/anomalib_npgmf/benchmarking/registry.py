@@ -195,12 +195,19 @@ def _specs() -> dict[str, ModelSpec]:
         # it at 256 px, as the shipped 256-px configs do (measured on box: no change, model README)
         "Npgmf_strides22": {"oce_strides": (2, 2)},
         "Npgmf_invariant_strides22": {"use_invariant_prior": True, "oce_strides": (2, 2)},
-        # issue 18, the region prior (opt-in): a map for missing / extra parts, weight chosen on box
-        "Npgmf_region": {"use_region_prior": True},  # region_weight 0.25 (chosen on box by rescoring)
-        "Npgmf_region_w1": {"use_region_prior": True, "region_weight": 1.0},
-        "Npgmf_region_w2": {"use_region_prior": True, "region_weight": 2.0},
-        "Npgmf_region_w4": {"use_region_prior": True, "region_weight": 4.0},
-        "Npgmf_region_d64": {"use_region_prior": True, "region_prior_dim": 64},  # the first try (model README)
+        # issue 18, the region prior (opt-in): a map for missing / extra parts, painting and weight chosen on box
+        "Npgmf_region": {"use_region_prior": True},  # relative painting, region_weight 3 (chosen on box by rescoring)
+        # its first form, absolute painting (the rows as they were trained for the 2026-12-04 figures)
+        "Npgmf_region_absolute": {"use_region_prior": True, "region_relative": False, "region_weight": 0.25},
+        "Npgmf_region_w1": {"use_region_prior": True, "region_relative": False, "region_weight": 1.0},
+        "Npgmf_region_w2": {"use_region_prior": True, "region_relative": False, "region_weight": 2.0},
+        "Npgmf_region_w4": {"use_region_prior": True, "region_relative": False, "region_weight": 4.0},
+        "Npgmf_region_d64": {
+            "use_region_prior": True,
+            "region_relative": False,
+            "region_prior_dim": 64,
+            "region_weight": 1.0,
+        },
         "Npgmf_invariant_region": {"use_invariant_prior": True, "use_region_prior": True},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},

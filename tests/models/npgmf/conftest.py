@@ -23,18 +23,23 @@ TINY_NPGMF = {
 def fitted_tiny_npgmf(**overrides: object) -> object:
     """A tiny plus Npgmf with priors and normalisation fitted on 8 noise images, in eval mode (same seed every call,
     so two calls differ only by ``overrides``)."""
-    from anomalib.data import ImageBatch
-
     from anomalib_npgmf import Npgmf
 
     torch.manual_seed(0)
     model = Npgmf(**{**TINY_NPGMF, **overrides}, category="demo_box", visualizer=False)
-    images = torch.rand((8, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(1))
-    paths = [f"/data/demo_box/train/good/{i}.png" for i in range(8)]
-    batch = ImageBatch(image=images, gt_label=torch.zeros(8, dtype=torch.long), image_path=paths)
+    batch = tiny_normal_batch()
     model.fit_priors([batch])
     model.fit_normalization([[batch]])
     return model.eval()
+
+
+def tiny_normal_batch() -> object:
+    """The 8 noise "normal" images :func:`fitted_tiny_npgmf` fits everything on (the same every call)."""
+    from anomalib.data import ImageBatch
+
+    images = torch.rand((8, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(1))
+    paths = [f"/data/demo_box/train/good/{i}.png" for i in range(8)]
+    return ImageBatch(image=images, gt_label=torch.zeros(8, dtype=torch.long), image_path=paths)
 
 
 @pytest.fixture

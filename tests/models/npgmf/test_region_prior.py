@@ -7,7 +7,7 @@ from anomalib.data import ImageBatch
 from anomalib_npgmf import Npgmf
 from anomalib_npgmf.models.npgmf.components import RegionNormalityPrior
 from anomalib_npgmf.models.npgmf.components.global_prior import cell_bounds
-from anomalib_npgmf.models.npgmf.components.region_prior import partition_bounds, region_moments
+from anomalib_npgmf.models.npgmf.components.region_prior import lower_median, partition_bounds, region_moments
 
 from .conftest import IMAGE_SIZE, TINY_NPGMF, fitted_tiny_npgmf
 
@@ -33,7 +33,7 @@ def test_a_part_moved_inside_its_region_leaves_the_region_unchanged():
 
 
 def test_the_map_paints_each_pixel_with_the_largest_standardised_distance_of_its_regions():
-    prior = RegionNormalityPrior([4], grids=((1, 2), (2, 2)), dim=8)
+    prior = RegionNormalityPrior([4], grids=((1, 2), (2, 2)), dim=8, relative=False)
     prior.offset.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
     prior.scale.copy_(torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
     distances = torch.tensor([[5.0, 0.5, 1.0, 3.0, 0.0, 0.25]])  # left half (5 - 1) / 2 = 2; quarters 1, 3, 0, 0.25
@@ -42,6 +42,31 @@ def test_the_map_paints_each_pixel_with_the_largest_standardised_distance_of_its
     expected = torch.tensor([[2.0, 2.0, 2.0, 3.0, 3.0, 3.0], [2.0, 2.0, 2.0, 3.0, 3.0, 3.0]])
     expected = torch.cat([expected, torch.tensor([[2.0] * 3 + [0.5] * 3] * 2)])
     torch.testing.assert_close(painted[0, 0], expected)
+
+
+def test_relative_painting_takes_away_the_images_median_region_so_a_drift_of_the_whole_image_does_not_paint():
+    prior = RegionNormalityPrior([4], grids=((1, 2), (2, 2)), dim=8)  # relative by default
+    distances = torch.tensor([[2.0, 0.5, 1.0, 3.0, 0.0, 0.25]])  # unit scale: lower median of the 6 is 0.5
+    painted = prior.paint(distances, (4, 6))
+    absolute = RegionNormalityPrior([4], grids=((1, 2), (2, 2)), dim=8, relative=False).paint(distances, (4, 6))
+    assert absolute.std() > 0  # a spread, so the comparisons below can fail
+    torch.testing.assert_close(painted, absolute - 0.5)
+    drifted = prior.paint(distances + 4.0, (4, 6))  # every region further from normal by the same amount
+    torch.testing.assert_close(drifted, painted)
+    assert not torch.allclose(
+        RegionNormalityPrior([4], grids=((1, 2), (2, 2)), dim=8, relative=False).paint(distances + 4.0, (4, 6)),
+        absolute,
+    )
+    raised = distances.clone()
+    raised[0, 3] += 2.0  # one quarter (top right) moves away from normal: only where it is does the map rise
+    risen = prior.paint(raised, (4, 6)) - painted
+    assert float(risen[0, 0, :2, 3:].min()) == pytest.approx(2.0) and float(risen[0, 0].sum()) == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("regions", [1, 2, 5, 8])
+def test_the_lower_median_by_sorting_equals_torchs_median(regions):
+    values = torch.randn(7, regions, generator=torch.Generator().manual_seed(regions))
+    torch.testing.assert_close(lower_median(values), values.median(dim=1, keepdim=True).values, rtol=0, atol=0)
 
 
 def test_fitting_centres_each_region_and_the_scale_comes_from_held_out_distances():

@@ -141,10 +141,11 @@ class NpgmfModel(nn.Module):
         use_region_prior: Add the region normality prior (issue 18) [ours]: per-region Gaussians of feature moments
             over coarse grids, painted into the anomaly map, so a missing or extra part lights the region the LOCO
             ground truth marks.
-        region_weight: Its weight in the fused map, on the scale of ``fusion_weights`` (0.25: at 1 it also lights a
-            scratch's whole region; chosen on ``box``, see the model README).
+        region_weight: Its weight in the fused map, on the scale of ``fusion_weights`` (3, with relative painting;
+            chosen on ``box``, see the model README).
         region_prior_grids: (rows, columns) of the grids whose regions it scores.
         region_prior_dim: Moment entries it keeps per region.
+        region_relative: Paint each region relative to the image's median region (see ``RegionNormalityPrior``).
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
@@ -176,9 +177,10 @@ class NpgmfModel(nn.Module):
         invariant_weight: float = 4.0,
         invariant_scale: float = 0.5,
         use_region_prior: bool = False,
-        region_weight: float = 0.25,
+        region_weight: float = 3.0,
         region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
         region_prior_dim: int = 32,
+        region_relative: bool = True,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
@@ -249,7 +251,11 @@ class NpgmfModel(nn.Module):
         self.region_prior: RegionNormalityPrior | None = None
         if use_region_prior:
             self.region_prior = RegionNormalityPrior(
-                level_channels, num_categories, grids=region_prior_grids, dim=region_prior_dim
+                level_channels,
+                num_categories,
+                grids=region_prior_grids,
+                dim=region_prior_dim,
+                relative=region_relative,
             )
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()

@@ -8,8 +8,10 @@ regions, so the demo's stayed at 0.43-0.55 while structural defects were localis
 Each image is cut into the regions of a few coarse grids (halves side by side, halves one above the other, quarters);
 each region's encoder features are summarised by their channel means and standard deviations (how much of each
 kind of feature it holds, wherever it lies inside the region), and scored by one Gaussian per region. Distances are
-put on a common scale per region (median and 99 % quantile of held-out normal images), then each pixel takes the
-largest standardised distance of the regions that hold it.
+put on a common scale per region (median and 99 % quantile of held-out normal images), taken relative to the image's
+median region (by default: an image that drifts as a whole is the image-level priors' to score, and the region map's
+cost to structural localisation came from paint outside the defect), then each pixel takes the largest standardised
+distance of the regions that hold it.
 
 Few descriptor entries per region, on purpose: with 60 training images a Gaussian of many dimensions is estimated
 worst along the directions a missing part moves, and a region with one part fewer then comes out *closer* to normal
@@ -85,6 +87,9 @@ class RegionNormalityPrior(nn.Module):
         num_categories: Gaussians held per region.
         grids: (rows, columns) of each grid whose regions are scored.
         dim: Descriptor entries kept per region (a seeded random subset of the moments, PaDiM's reduction).
+        relative: Paint each region's standardised distance minus the image's median over its regions: a region is
+            lit for being further from normal than the rest of its image, not for an image that drifts as a whole
+            (that is the image-level priors' to score). Chosen on ``box``; see the model README.
     """
 
     def __init__(
@@ -93,9 +98,11 @@ class RegionNormalityPrior(nn.Module):
         num_categories: int = 1,
         grids: Sequence[Sequence[int]] = DEFAULT_GRIDS,
         dim: int = 32,
+        relative: bool = True,
     ) -> None:
         super().__init__()
         self.grids = _checked_grids(grids)
+        self.relative = bool(relative)
         if dim < 1:
             msg = f"region_prior_dim must be >= 1, got {dim}"
             raise ValueError(msg)
@@ -176,9 +183,16 @@ class RegionNormalityPrior(nn.Module):
         self.scale.copy_(torch.from_numpy(np.maximum(high - median, floor)).to(self.scale.dtype))
         self.scale_fitted.fill_(True)
 
+    def standardised(self, distances: torch.Tensor) -> torch.Tensor:
+        """(B, R) distances on each region's normal scale; relative to the image's median region when ``relative``."""
+        standardised = (distances - self.offset) / self.scale
+        if self.relative:
+            standardised = standardised - lower_median(standardised)
+        return standardised
+
     def paint(self, distances: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """(B, 1, H, W) map: each pixel the largest standardised distance of the regions holding it."""
-        standardised = (distances - self.offset) / self.scale
+        standardised = self.standardised(distances)
         painted = None
         start = 0
         for rows, columns in self.grids:
@@ -193,6 +207,11 @@ class RegionNormalityPrior(nn.Module):
     ) -> torch.Tensor:
         """(B, 1, H, W) region map of the images whose encoder ``levels`` are given."""
         return self.paint(self.distances(levels, category_index), size)
+
+
+def lower_median(values: torch.Tensor) -> torch.Tensor:
+    """(B, 1) lower median of each row of (B, R), as ``torch.median``; by sorting, which every export target has."""
+    return torch.sort(values, dim=1).values[:, (values.shape[1] - 1) // 2 :][:, :1]
 
 
 def _expand_cells(cells: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
