@@ -124,15 +124,15 @@ def _choice(text: str) -> tuple[float, ...]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(add_help=False)
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=_choice, default=list(DEFAULT_CHOICES))
-    known, rest = parser.parse_known_args(argv)
 
-    def rescore_choices(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
-        return rescore(model, folder, category, tuple(known.weights))
 
-    return saved_runs.run_script(__doc__.splitlines()[0], rescore_choices, show, rest, default_models=["Npgmf"])
+def main(argv: list[str] | None = None) -> int:
+    def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
+        return rescore(model, folder, category, tuple(arguments.weights))
+
+    return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf"], options)
 
 
 if __name__ == "__main__":

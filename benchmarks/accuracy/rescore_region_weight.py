@@ -38,7 +38,7 @@ def rescore(
         msg = f"{folder}: this run has no region prior (train it with use_region_prior: true)"
         raise ValueError(msg)
     if painting is not None:
-        repaint(model, calibration_loaders(folder, category), relative=painting == "relative")
+        repaint(model, saved_runs.calibration_loaders(folder, category), relative=painting == "relative")
     trained = dict(net.fusion_weights)
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
@@ -60,13 +60,6 @@ def repaint(model: torch.nn.Module, loaders: list, relative: bool) -> None:
     model.model.region_norm.fitted.fill_(False)
     with torch.no_grad():
         model.fit_normalization(loaders)
-
-
-def calibration_loaders(folder: Path, category: str) -> list:
-    """The run's validation normals (LOCO's ``validation/good``): what its normalisation was fitted on."""
-    datamodule = loco_datamodule(folder / "data", category)
-    datamodule.setup("fit")
-    return [datamodule.val_dataloader()]
 
 
 def _fusion_weights(model: torch.nn.Module) -> list[float]:
@@ -94,16 +87,16 @@ def show(key: str, figures: dict[str, dict[str, float]]) -> None:
         print(f"{key} weight {weight}: " + "  ".join(f"{name} {value:.3f}" for name, value in row.items()), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(add_help=False)
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS))
     parser.add_argument("--painting", choices=("relative", "absolute"))
-    known, rest = parser.parse_known_args(argv)
 
-    def rescore_weights(model: torch.nn.Module, folder: Path, category: str) -> dict[str, dict[str, float]]:
-        return rescore(model, folder, category, tuple(known.weights), known.painting)
 
-    return saved_runs.run_script(__doc__.splitlines()[0], rescore_weights, show, rest, default_models=["Npgmf_region"])
+def main(argv: list[str] | None = None) -> int:
+    def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
+        return rescore(model, folder, category, tuple(arguments.weights), arguments.painting)
+
+    return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf_region"], options)
 
 
 if __name__ == "__main__":

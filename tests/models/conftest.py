@@ -23,6 +23,7 @@ FIT_NPGMF = {
     "prior_channels": 8,
     "use_invariant_prior": True,  # off in both variants, on here so that DDP and calibration cover it
     "use_region_prior": True,  # likewise
+    "calibrated_local_score": True,  # likewise (its quantiles are of maxima gathered over ranks)
     "visualizer": False,
 }
 

@@ -18,6 +18,7 @@ from anomalib_npgmf.ground_truth import anomaly_type_of
 from anomalib_npgmf.metrics import LocoResults
 
 from . import registry
+from .data import loco_datamodule
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_models: list[str] | None = None) -> None:
@@ -38,6 +39,14 @@ def load_run(folder: Path, name: str, seed: int, category: str, image_size: int)
     model = registry.MODELS[registry.resolve(name)].build(image_size, False)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
     return model.eval()
+
+
+def calibration_loaders(folder: Path, category: str) -> list:
+    """A run's validation normals (LOCO's ``validation/good``): what its normalisation was fitted on, so a script that
+    refits a part's normalisation fits it as training did."""
+    datamodule = loco_datamodule(folder / "data", category)
+    datamodule.setup("fit")
+    return [datamodule.val_dataloader()]
 
 
 def each_run(arguments: argparse.Namespace) -> Iterator[tuple[Path, str, str, Any]]:
@@ -99,20 +108,24 @@ def write_json(path: Path | None, figures: dict) -> None:
 
 def run_script(
     description: str,
-    measure: Callable[[Any, Path, str], Any],
+    measure: Callable[..., Any],
     show: Callable[[str, Any], None],
     argv: list[str] | None = None,
     default_models: list[str] | None = None,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
     """A rescoring script's ``main``: ``measure(model, folder, category)`` for every saved run the command line names,
-    ``show(key, figures)`` each as it comes, all of them to ``--json``. Keys are ``model|category|folder name``."""
+    ``show(key, figures)`` each as it comes, all of them to ``--json``. Keys are ``model|category|folder name``.
+    ``options(parser)`` adds a script's own options; ``measure`` then also gets the parsed arguments."""
     parser = argparse.ArgumentParser(description=description)
     add_arguments(parser, default_models)
+    if options is not None:
+        options(parser)
     arguments = parser.parse_args(argv)
     figures = {}
     for folder, category, name, model in each_run(arguments):
         key = f"{name}|{category}|{folder.name}"
-        figures[key] = measure(model, folder, category)
+        figures[key] = measure(model, folder, category, arguments) if options else measure(model, folder, category)
         show(key, figures[key])
     write_json(arguments.json, figures)
     return 0

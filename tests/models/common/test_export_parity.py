@@ -67,6 +67,18 @@ CASES = [
     Case("npgmf-tiny-256", "Npgmf", TINY),
     # image score from the priors only (issue 18): a second blur of the patch map, read by its maximum only
     Case("npgmf-tiny-128-score-priors", "Npgmf", {**TINY, "image_size": 128, "score_parts": ("global", "patch")}),
+    # the local maximum calibrated on normal maxima and weighted (issue 18), with the invariant prior
+    Case(
+        "npgmf-tiny-128-calibrated-score",
+        "Npgmf",
+        {
+            **TINY,
+            "image_size": 128,
+            "use_invariant_prior": True,
+            "calibrated_local_score": True,
+            "local_score_weight": 0.25,
+        },
+    ),
     # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one
     Case("npgmf-tiny-128-invariant", "Npgmf", {**TINY, "image_size": 128, "use_invariant_prior": True}),
     Case("npgmf-tiny-96x128-invariant", "Npgmf", {**TINY, "image_size": (96, 128), "use_invariant_prior": True}),

@@ -26,7 +26,7 @@ STATISTICS = [
     "model.region_prior.scale",
     *(
         f"model.{norm}_norm.{q}"
-        for norm in ("logical", "structural", "global", "patch", "invariant", "region")
+        for norm in ("logical", "structural", "global", "patch", "invariant", "region", "local_score")
         for q in ("q_low", "q_high")
     ),
 ]

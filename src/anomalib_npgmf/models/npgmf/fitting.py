@@ -109,12 +109,15 @@ class NormalityFitting:
         """Fit the quantile normalisation on the normal images of ``dataloaders`` (gathered over DDP ranks).
 
         Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch. The region
-        prior's per-region scale is fitted first, on the same images (its map is painted with it).
+        prior's per-region scale is fitted first, on the same images (its map is painted with it); the calibration of
+        the local score last, on the fused maps of the same images.
         """
         region_prior = self.model.region_prior
         if region_prior is not None and not bool(region_prior.scale_fitted):
             self.fit_region_scale(dataloaders)
-        skip = [part for part in FROZEN_PARTS if _is_fitted(self.model.normalizer(part))]
+        # a frozen part's map is still needed where the calibrated local score re-reads the fused map
+        needed = self.model.local_score_parts if self.model.local_score_norm is not None else ()
+        skip = [part for part in FROZEN_PARTS if _is_fitted(self.model.normalizer(part)) and part not in needed]
         keys: list[str] = []
         maps: dict[str, list[torch.Tensor]] = {part: [] for part in PARTS}
         was_training = self.model.training
@@ -127,10 +130,12 @@ class NormalityFitting:
         if not keys:
             logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
             return
+        gathered: dict[str, list[torch.Tensor]] = {}
         for part, part_maps in maps.items():
             if part_maps:
-                gathered = gather_unique_by_key(keys, part_maps)
-                self.model.normalizer(part).fit([m.to(self.device) for m in gathered])
+                gathered[part] = [m.to(self.device) for m in gather_unique_by_key(keys, part_maps)]
+                self.model.normalizer(part).fit(gathered[part])
+        self.model.fit_local_score(gathered)
 
     @torch.no_grad()
     def fit_region_scale(self, dataloaders: Iterable | None) -> None:

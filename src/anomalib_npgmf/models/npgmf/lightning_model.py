@@ -93,6 +93,10 @@ class Npgmf(
         score_parts: Parts the image score reads [ours, issue 18]: ``None`` (default) all, the maximum of the fused map
             (plus the global distance); e.g. ``["global", "patch"]`` scores images by the normality priors only while
             the anomaly map still fuses every part. See the model README for what it measured.
+        calibrated_local_score: Calibrate the local maps' maximum on normal images' per-image maxima before it joins
+            the image-level priors in the image score [ours, issue 18]; the map is unchanged. See the model README.
+        local_score_weight: Weight of the local maps' maximum in the image score against the image-level priors'
+            (1: as fused; > 0) [ours, issue 18]; the map is unchanged. See the model README.
         patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
         global_prior_grid: Pooling cells per side of the global prior [ours]: 2 (default) keeps where parts are, 1
             pools the whole image (position-free; see the model README, issue 18).
@@ -139,6 +143,8 @@ class Npgmf(
         raw_embedding: bool | None = None,
         global_in_map: bool = False,
         score_parts: Sequence[str] | None = None,
+        calibrated_local_score: bool = False,
+        local_score_weight: float = 1.0,
         patch_prior_dim: int = 64,
         global_prior_grid: int = 2,
         use_invariant_prior: bool | None = None,
@@ -208,6 +214,8 @@ class Npgmf(
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,
             score_parts=score_parts,
+            calibrated_local_score=calibrated_local_score,
+            local_score_weight=local_score_weight,
         )
         self.loss = NpgmfLoss()
         self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on

@@ -152,6 +152,13 @@ class NpgmfModel(nn.Module):
         score_parts: Which parts make the image score (issue 18) [ours]; ``None``: all of them, the maximum of the
             fused map (plus the global distance). E.g. ``("global", "patch")``: the image score reads the image-level
             evidence only, while the anomaly map still fuses every part for localisation.
+        calibrated_local_score: Put the local maps' maximum on the image-level priors' footing before it enters the
+            image score (issue 18) [ours]: normalised on the normal images' per-image maxima (q_0.9 -> 0, q_0.995 ->
+            0.1) and weighted by the local parts' shares. Without it the maximum is on the per-pixel quantiles' scale,
+            and the maximum over more positions (a larger image) grows and varies more on normal images.
+        local_score_weight: Weight of that maximum in the image score, against the image-level priors' (1: as fused)
+            [ours, issue 18]; lower trusts the image-level evidence more. Must be > 0 (0 is ``score_parts`` of the
+            image-level priors).
     """
 
     def __init__(
@@ -186,6 +193,8 @@ class NpgmfModel(nn.Module):
         raw_embedding: bool = True,
         global_in_map: bool = False,
         score_parts: Sequence[str] | None = None,
+        calibrated_local_score: bool = False,
+        local_score_weight: float = 1.0,
     ) -> None:
         super().__init__()
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
@@ -197,6 +206,10 @@ class NpgmfModel(nn.Module):
             if weight < 0:
                 msg = f"{name} must be >= 0, got {weight}"
                 raise ValueError(msg)
+        if not local_score_weight > 0:
+            msg = "local_score_weight must be > 0 (for 0, use score_parts: the image-level priors), got "
+            msg += f"{local_score_weight}"
+            raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
                 "fusion_weights must be three or four non-negative numbers (local logical, structural, global"
@@ -268,6 +281,9 @@ class NpgmfModel(nn.Module):
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
+        # registered only when used, as the invariant / region normalisers
+        self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
+        self.local_score_weight = float(local_score_weight)
 
     @property
     def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior | RegionNormalityPrior]:
@@ -374,6 +390,35 @@ class NpgmfModel(nn.Module):
             for part, part_map in self.unsmoothed_maps(images, category_index, skip).items()
         }
 
+    @property
+    def image_level_parts(self) -> tuple[str, ...]:
+        """Parts that add one value per image to the score instead of painting the map."""
+        return tuple(part for part in IMAGE_LEVEL if not (part == "global" and self.global_in_map))
+
+    @property
+    def local_score_parts(self) -> tuple[str, ...]:
+        """The map parts whose fused map's maximum enters the image score."""
+        return tuple(part for part in self.score_parts if part not in self.image_level_parts)
+
+    def local_score(self, fused_map: torch.Tensor) -> torch.Tensor:
+        """The image score's share from the scored parts' fused (smoothed) map: its maximum (calibrated on normal
+        images' maxima when ``calibrated_local_score`` is on), times ``local_score_weight``."""
+        maximum = torch.amax(fused_map, dim=(-3, -2, -1))
+        if self.local_score_norm is not None:
+            share = sum(self.fusion_weights[part] for part in self.local_score_parts)
+            maximum = share * self.local_score_norm(maximum)
+        return maximum if self.local_score_weight == 1.0 else self.local_score_weight * maximum
+
+    def fit_local_score(self, raw: dict[str, list[torch.Tensor]]) -> None:
+        """Fit the calibration of the local maximum from normal images' smoothed raw maps (``raw_maps``, one list
+        entry per image), after each part's normalisation is fitted: fusing smoothed maps equals smoothing the fused
+        one (linear blur, affine normalisation)."""
+        parts = self.local_score_parts
+        if self.local_score_norm is None or not parts:
+            return
+        fused = (self.fuse({part: raw[part][index][None] for part in parts}) for index in range(len(raw[parts[0]])))
+        self.local_score_norm.fit(torch.stack([torch.amax(fused_map) for fused_map in fused]).cpu())
+
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
         """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant / region prior's when it is
         off)."""
@@ -397,14 +442,13 @@ class NpgmfModel(nn.Module):
         if self.training:
             return self.reconstruct(images, category_index)
         maps = self.unsmoothed_maps(images, category_index)
-        in_map = ("global",) if self.global_in_map else ()
-        image_level = {part: maps.pop(part) for part in IMAGE_LEVEL if part in maps and part not in in_map}
+        image_level = {part: maps.pop(part) for part in self.image_level_parts if part in maps}
         anomaly_map = self.blur(self.fuse(maps))
         scored = {part: part_map for part, part_map in maps.items() if part in self.score_parts}
         if len(scored) == len(maps):
-            pred_score = torch.amax(anomaly_map, dim=(-3, -2, -1))
+            pred_score = self.local_score(anomaly_map)
         elif scored:  # the image score reads fewer parts than the map shows
-            pred_score = torch.amax(self.blur(self.fuse(scored)), dim=(-3, -2, -1))
+            pred_score = self.local_score(self.blur(self.fuse(scored)))
         else:
             pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
         for part, value in image_level.items():
