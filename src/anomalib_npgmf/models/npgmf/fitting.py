@@ -130,12 +130,14 @@ class NormalityFitting:
         if not keys:
             logger.warning("Npgmf: the validation set has no normal images; map normalisation left unchanged.")
             return
-        gathered: dict[str, list[torch.Tensor]] = {}
+        kept: dict[str, list[torch.Tensor]] = {}  # only what the local score's calibration re-reads
         for part, part_maps in maps.items():
             if part_maps:
-                gathered[part] = [m.to(self.device) for m in gather_unique_by_key(keys, part_maps)]
-                self.model.normalizer(part).fit(gathered[part])
-        self.model.fit_local_score(gathered)
+                gathered = [m.to(self.device) for m in gather_unique_by_key(keys, part_maps)]
+                self.model.normalizer(part).fit(gathered)
+                if part in needed:
+                    kept[part] = gathered
+        self.model.fit_local_score(kept)
 
     @torch.no_grad()
     def fit_region_scale(self, dataloaders: Iterable | None) -> None:

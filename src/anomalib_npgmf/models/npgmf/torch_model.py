@@ -154,8 +154,8 @@ class NpgmfModel(nn.Module):
             evidence only, while the anomaly map still fuses every part for localisation.
         calibrated_local_score: Put the local maps' maximum on the image-level priors' footing before it enters the
             image score (issue 18) [ours]: normalised on the normal images' per-image maxima (q_0.9 -> 0, q_0.995 ->
-            0.1) and weighted by the local parts' shares. Without it the maximum is on the per-pixel quantiles' scale,
-            and the maximum over more positions (a larger image) grows and varies more on normal images.
+            0.1) and weighted by the local parts' shares, instead of on the per-pixel quantiles' scale. Measured worse
+            than the plain maximum on box (model README, "How much the local maximum weighs"); kept to reproduce that.
         local_score_weight: Weight of that maximum in the image score, against the image-level priors' (1: as fused)
             [ours, issue 18]; lower trusts the image-level evidence more. Must be > 0 (0 is ``score_parts`` of the
             image-level priors).
