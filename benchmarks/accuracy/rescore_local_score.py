@@ -5,8 +5,9 @@ change how it enters, neither touching the map, training or any part's normalisa
 
 - ``calibrated``: the model's ``calibrated_local_score`` (the maximum normalised on the normal images' per-image
   maxima), fitted on the run's validation normals as training would fit it;
-- ``local xW``: the image score ``W * local maximum + image-level priors`` (``W = 1``: as trained; ``W = 0``: the
-  image-level priors only, ``score_parts`` of them).
+- ``local xW``: the image score ``W * local maximum + image-level priors`` (``W`` absolute, whatever the run's own
+  ``local_score_weight``; ``W = 0``: the image-level priors only, ``score_parts`` of them). ``max`` is the run's own
+  score, and ``calibrated`` is calibrated at the run's own weight.
 
     python benchmarks/accuracy/rescore_local_score.py OUT_FOLDER --models Npgmf --seed 0 --image-size 256 \
         [--local-weights 0.5 0.25 0] [--json FILE]
@@ -47,7 +48,9 @@ def image_aurocs(scores: np.ndarray, kinds: list[str]) -> dict[str, float]:
 
 def weighted_scores(model: torch.nn.Module, datamodule, local_weights) -> tuple[dict[str, np.ndarray], list[str]]:
     """({"max" | "local xW": image scores of the test set}, kinds): ``W * local maximum + image-level priors``, the
-    local maximum being the trained score minus the image-level priors' (``score_parts`` of them)."""
+    local maximum being the trained score minus the image-level priors' (``score_parts`` of them), divided by the
+    run's own ``local_score_weight`` (so ``W`` is absolute: a run trained at 0.25 rescored at ``W = 1`` is the
+    model built with 1)."""
     net = model.model
     trained = saved_runs.score_test_set(model, datamodule)
     everything = np.asarray(trained.results.scores, dtype=np.float64)
@@ -60,8 +63,9 @@ def weighted_scores(model: torch.nn.Module, datamodule, local_weights) -> tuple[
             priors = np.asarray(saved_runs.score_test_set(model, datamodule).results.scores, dtype=np.float64)
         finally:
             net.score_parts = trained_parts
+        maximum = (everything - priors) / net.local_score_weight
         for weight in local_weights:
-            scores[f"local x{weight:g}"] = weight * (everything - priors) + priors
+            scores[f"local x{weight:g}"] = weight * maximum + priors
     return scores, trained.kinds
 
 

@@ -45,9 +45,14 @@ def test_the_weighted_maximum_ends_at_the_models_own_scores(script, tmp_path: Pa
     # scores summed in float32 by the model and in float64 here: a few float32 units in the last place, relative
     np.testing.assert_allclose(scores["local x0"], priors_only, rtol=8 * 2.0**-23, atol=0)
     np.testing.assert_allclose(scores["local x1"], scores["max"], rtol=0, atol=1e-12)  # (a - b) + b in float64
+    as_trained = scores["max"]
     scores, _ = script.weighted_scores(fitted_tiny_npgmf(), datamodule, (0.25,))
     built = saved_runs.score_test_set(fitted_tiny_npgmf(local_score_weight=0.25), datamodule).results.scores
     np.testing.assert_allclose(scores["local x0.25"], built, rtol=8 * 2.0**-23, atol=0)
+    # W is absolute: a run built at 0.25, rescored at 1, is the model built with 1
+    scores, _ = script.weighted_scores(fitted_tiny_npgmf(local_score_weight=0.25), datamodule, (1.0,))
+    assert not np.allclose(scores["max"], as_trained)  # the two runs' own scores differ, so this can fail
+    np.testing.assert_allclose(scores["local x1"], as_trained, rtol=8 * 2.0**-23, atol=0)
     figures = script.rescore(fitted_tiny_npgmf(), tmp_path, "demo_box", local_weights=(1.0, 0.5, 0.0))
     assert set(figures) == {"max", "local x1", "local x0.5", "local x0", "calibrated"}
     assert figures["max"] == script.image_aurocs(scores["max"], kinds)

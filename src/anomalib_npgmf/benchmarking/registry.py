@@ -180,7 +180,7 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_score_global": {"score_parts": ("global",)},
         # issue 18: the local maps' maximum calibrated on normal images' maxima before it joins the image-level priors
         "Npgmf_calibrated_score": {"calibrated_local_score": True},
-        "Npgmf_local_w025": {"local_score_weight": 0.25},  # the local maximum at a quarter (best on box, 12 runs)
+        "Npgmf_local_w1": {"local_score_weight": 1.0},  # the local maximum at full weight (the demo config to 12-05)
         "Npgmf_global_grid1": {"global_prior_grid": 1},  # position-free global prior (issue 18)
         "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
         # issue 18, the invariant prior (opt-in; default weight 4 and views at half size, chosen on box)
