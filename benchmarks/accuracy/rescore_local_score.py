@@ -6,11 +6,13 @@ change how it enters, neither touching the map, training or any part's normalisa
 - ``calibrated``: the model's ``calibrated_local_score`` (the maximum normalised on the normal images' per-image
   maxima), fitted on the run's validation normals as training would fit it;
 - ``local xW``: the image score ``W * local maximum + image-level priors`` (``W`` absolute, whatever the run's own
-  ``local_score_weight``; ``W = 0``: the image-level priors only, ``score_parts`` of them). ``max`` is the run's own
-  score, and ``calibrated`` is calibrated at the run's own weight.
+  ``local_score_weight``; ``W = 0``: the image-level priors only, ``score_parts`` of them). ``max`` is the model's
+  score as the registry builds it now, and ``calibrated`` is calibrated at its weight;
+- ``local xW invariant xV`` (with ``--invariant-weights``, for runs with the invariant prior): the same with the
+  invariant prior's ``invariant_weight`` set to ``V``.
 
     python benchmarks/accuracy/rescore_local_score.py OUT_FOLDER --models Npgmf --seed 0 --image-size 256 \
-        [--local-weights 0.5 0.25 0] [--json FILE]
+        [--local-weights 0.5 0.25 0] [--invariant-weights 1 2 4] [--json FILE]
 
 Prints raw logical / structural image AUROC per choice.
 """
@@ -46,31 +48,46 @@ def image_aurocs(scores: np.ndarray, kinds: list[str]) -> dict[str, float]:
     return figures
 
 
-def weighted_scores(model: torch.nn.Module, datamodule, local_weights) -> tuple[dict[str, np.ndarray], list[str]]:
-    """({"max" | "local xW": image scores of the test set}, kinds): ``W * local maximum + image-level priors``, the
-    local maximum being the trained score minus the image-level priors' (``score_parts`` of them), divided by the
-    run's own ``local_score_weight`` (so ``W`` is absolute: a run trained at 0.25 rescored at ``W = 1`` is the
-    model built with 1)."""
+def _score_parts(model: torch.nn.Module, datamodule, parts: tuple[str, ...]) -> np.ndarray:
+    """The test set's image scores with the image score reading only ``parts`` (the model is left as it was)."""
+    trained_parts = model.model.score_parts
+    model.model.score_parts = parts
+    try:
+        return np.asarray(saved_runs.score_test_set(model, datamodule).results.scores, dtype=np.float64)
+    finally:
+        model.model.score_parts = trained_parts
+
+
+def weighted_scores(
+    model: torch.nn.Module, datamodule, local_weights, invariant_weights=()
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """({"max" | "local xW" | "local xW invariant xV": image scores of the test set}, kinds): ``W * local maximum +
+    image-level priors``, the local maximum being the trained score minus the image-level priors' (``score_parts`` of
+    them), divided by the run's own ``local_score_weight`` (so ``W`` is absolute: a run trained at 0.25 rescored at
+    ``W = 1`` is the model built with 1). With ``invariant_weights``, the invariant prior's share is also rescaled
+    from the run's ``invariant_weight`` to ``V`` (shares are linear in the weight: ``fusion_shares``)."""
     net = model.model
     trained = saved_runs.score_test_set(model, datamodule)
     everything = np.asarray(trained.results.scores, dtype=np.float64)
     scores = {"max": everything}
     image_level = tuple(part for part in net.score_parts if part in net.image_level_parts)
     if image_level and local_weights:
-        trained_parts = net.score_parts
-        net.score_parts = image_level
-        try:
-            priors = np.asarray(saved_runs.score_test_set(model, datamodule).results.scores, dtype=np.float64)
-        finally:
-            net.score_parts = trained_parts
+        priors = _score_parts(model, datamodule, image_level)
         maximum = (everything - priors) / net.local_score_weight
         for weight in local_weights:
             scores[f"local x{weight:g}"] = weight * maximum + priors
+        if invariant_weights and "invariant" in image_level:
+            invariant = _score_parts(model, datamodule, ("invariant",))
+            trained_weight = float(model.hparams["invariant_weight"])
+            for weight in local_weights:
+                for share in invariant_weights:
+                    rescaled = priors - invariant + share / trained_weight * invariant
+                    scores[f"local x{weight:g} invariant x{share:g}"] = weight * maximum + rescaled
     return scores, trained.kinds
 
 
 def rescore(
-    model: torch.nn.Module, folder: Path, category: str, local_weights=LOCAL_WEIGHTS
+    model: torch.nn.Module, folder: Path, category: str, local_weights=LOCAL_WEIGHTS, invariant_weights=()
 ) -> dict[str, dict[str, float]]:
     """{"max" | "local xW" | "calibrated": {"logical": raw image AUROC, "structural": ...}}."""
     if model.model.local_score_norm is not None:
@@ -78,7 +95,7 @@ def rescore(
         raise ValueError(msg)
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
-    scores, kinds = weighted_scores(model, datamodule, local_weights)
+    scores, kinds = weighted_scores(model, datamodule, local_weights, invariant_weights)
     figures = {choice: image_aurocs(values, kinds) for choice, values in scores.items()}
     calibrate(model, saved_runs.calibration_loaders(folder, category))
     figures["calibrated"] = image_aurocs(np.asarray(saved_runs.score_test_set(model, datamodule).results.scores), kinds)
@@ -92,11 +109,14 @@ def show(key: str, figures: dict[str, dict[str, float]]) -> None:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-weights", nargs="+", type=float, default=list(LOCAL_WEIGHTS))
+    parser.add_argument(
+        "--invariant-weights", nargs="+", type=float, default=[], help="also rescale the invariant prior's weight"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
-        return rescore(model, folder, category, tuple(arguments.local_weights))
+        return rescore(model, folder, category, tuple(arguments.local_weights), tuple(arguments.invariant_weights))
 
     return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf"], options)
 

@@ -61,3 +61,20 @@ def test_the_weighted_maximum_ends_at_the_models_own_scores(script, tmp_path: Pa
 def test_a_calibrated_run_is_named(script, tmp_path: Path):
     with pytest.raises(ValueError, match="trained with calibrated_local_score"):
         script.rescore(fitted_tiny_npgmf(calibrated_local_score=True), tmp_path, "demo_box")
+
+
+def test_the_invariant_weight_is_rescaled_as_building_with_it(script, tmp_path: Path):
+    from anomalib_npgmf.benchmarking import saved_runs
+    from anomalib_npgmf.benchmarking.data import SMALL_DATA, loco_datamodule
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    generate_demo_dataset(tmp_path / "data", "demo_box", image_size=IMAGE_SIZE, seed=0, **SMALL_DATA)
+    datamodule = loco_datamodule(tmp_path / "data", "demo_box")
+    datamodule.setup("test")
+    trained = fitted_tiny_npgmf(use_invariant_prior=True)  # invariant_weight 4, local weight 1
+    scores, _ = script.weighted_scores(trained, datamodule, (0.25,), (1.0,))
+    built = fitted_tiny_npgmf(use_invariant_prior=True, invariant_weight=1.0, local_score_weight=0.25)
+    expected = saved_runs.score_test_set(built, datamodule).results.scores
+    assert not np.allclose(scores["local x0.25"], expected)  # the invariant weight moved the scores: this can fail
+    # float32 sums by the model, float64 here: a few units in the last place of the score's magnitude
+    np.testing.assert_allclose(scores["local x0.25 invariant x1"], expected, rtol=8 * 2.0**-23, atol=0)
