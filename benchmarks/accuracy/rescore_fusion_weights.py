@@ -47,6 +47,9 @@ def part_scores(model: torch.nn.Module, datamodule) -> PartScores:
     if net.global_in_map:
         msg = "rescoring fusion weights needs the global prior out of the map (global_in_map: false)"
         raise ValueError(msg)
+    if net.local_score_norm is not None or net.image_level_fusion != "sum":
+        msg = "rescoring fusion weights needs a run with calibrated_local_score: false and image_level_fusion: sum"
+        raise ValueError(msg)
 
     def normalised_parts(images: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = {}
@@ -64,14 +67,17 @@ def part_scores(model: torch.nn.Module, datamodule) -> PartScores:
     return PartScores(scored, local, image_level, side)
 
 
-def fused(parts: PartScores, shares: dict[str, float], score_parts: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-    """(maps (N, H·W), image scores (N,)) of the model with these shares, as ``NpgmfModel.forward`` computes them."""
+def fused(
+    parts: PartScores, shares: dict[str, float], score_parts: tuple[str, ...], local_weight: float = 1.0
+) -> tuple[torch.Tensor, ...]:
+    """(maps (N, H·W), image scores (N,)) of the model with these shares, as ``NpgmfModel.forward`` computes them
+    (``local_weight``: the run's ``local_score_weight``, which scales the maps' maximum in the image score)."""
     maps = sum(shares[part] * parts.scored.extra_maps[part] for part in parts.local)
     scored_local = [part for part in parts.local if part in score_parts]
     if len(scored_local) == len(parts.local):
-        scores = maps.amax(dim=1)
+        scores = local_weight * maps.amax(dim=1)
     elif scored_local:
-        scores = sum(shares[part] * parts.scored.extra_maps[part] for part in scored_local).amax(dim=1)
+        scores = local_weight * sum(shares[part] * parts.scored.extra_maps[part] for part in scored_local).amax(dim=1)
     else:
         scores = torch.zeros(maps.shape[0])
     for part in parts.image_level:
@@ -106,7 +112,7 @@ def rescore(
     result = {}
     for choice in choices:
         shares = fusion_shares(choice, invariant, region)
-        maps, scores = fused(parts, shares, model.model.score_parts)
+        maps, scores = fused(parts, shares, model.model.score_parts, model.model.local_score_weight)
         result[",".join(f"{weight:g}" for weight in choice)] = figures(parts, maps, scores)
     return result
 

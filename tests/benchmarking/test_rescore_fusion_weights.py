@@ -31,13 +31,20 @@ def datamodule(tmp_path: Path):
     return module
 
 
-@pytest.mark.parametrize("overrides", [{}, {"use_region_prior": True, "score_parts": ["global", "structural"]}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"use_region_prior": True, "score_parts": ["global", "structural"]},
+        {"use_invariant_prior": True, "local_score_weight": 0.25},  # the demo config's local weight
+    ],
+)
 def test_cached_parts_weighted_equal_the_model_built_with_the_weights(script, datamodule, overrides):
     rescored = fitted_tiny_npgmf(**overrides)
     built = fitted_tiny_npgmf(**overrides, fusion_weights=OTHER_WEIGHTS)
     parts = script.part_scores(rescored, datamodule)
     shares = fusion_shares(OTHER_WEIGHTS, rescored.hparams["invariant_weight"], rescored.hparams["region_weight"])
-    maps, scores = script.fused(parts, shares, rescored.model.score_parts)
+    maps, scores = script.fused(parts, shares, rescored.model.score_parts, rescored.model.local_score_weight)
     expected = saved_runs.score_test_set(built, datamodule)
     expected_scores = torch.tensor(expected.results.scores)
     assert expected.maps.std() > 0 and expected_scores.std() > 0  # a spread, so the comparisons can fail
@@ -61,3 +68,5 @@ def test_bad_weights_and_a_global_map_are_named(script, datamodule):
         script.main(["/nonexistent", "--weights", "1,-1,1,1"])
     with pytest.raises(ValueError, match="global_in_map"):
         script.part_scores(fitted_tiny_npgmf(global_in_map=True), datamodule)
+    with pytest.raises(ValueError, match="calibrated_local_score: false and image_level_fusion: sum"):
+        script.part_scores(fitted_tiny_npgmf(calibrated_local_score=True), datamodule)

@@ -185,6 +185,8 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
         # issue 18, the invariant prior (opt-in; default weight 4 and views at half size, chosen on box)
         "Npgmf_invariant": {"use_invariant_prior": True},
+        # issue 18: the image-level priors fused by their maximum (rescore_image_level_fusion.py)
+        "Npgmf_invariant_max": {"use_invariant_prior": True, "image_level_fusion": "max"},
         "Npgmf_invariant_w1_full": {"use_invariant_prior": True, "invariant_weight": 1.0, "invariant_scale": 1.0},
         "Npgmf_invariant_w1": {"use_invariant_prior": True, "invariant_weight": 1.0},
         "Npgmf_invariant_w2": {"use_invariant_prior": True, "invariant_weight": 2.0},

@@ -79,9 +79,14 @@ CASES = [
             "local_score_weight": 0.25,
         },
     ),
-    # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one
+    # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one (there
+    # with the image-level priors fused by their maximum)
     Case("npgmf-tiny-128-invariant", "Npgmf", {**TINY, "image_size": 128, "use_invariant_prior": True}),
-    Case("npgmf-tiny-96x128-invariant", "Npgmf", {**TINY, "image_size": (96, 128), "use_invariant_prior": True}),
+    Case(
+        "npgmf-tiny-96x128-invariant-max",
+        "Npgmf",
+        {**TINY, "image_size": (96, 128), "use_invariant_prior": True, "image_level_fusion": "max"},
+    ),
     # the region prior (issue 18): per-region Gaussians painted over halves and quarters of a non-square input
     Case("npgmf-tiny-96x128-region", "Npgmf", {**TINY, "image_size": (96, 128), "use_region_prior": True}),
     # one branch at a time, and a non-square input

@@ -97,6 +97,8 @@ class Npgmf(
             the image-level priors in the image score [ours, issue 18]; the map is unchanged. See the model README.
         local_score_weight: Weight of the local maps' maximum in the image score against the image-level priors'
             (1: as fused; > 0) [ours, issue 18]; the map is unchanged. See the model README.
+        image_level_fusion: ``"sum"`` (default) adds the image-level priors' distances by their weights; ``"max"``
+            takes the largest normalised one, times their summed weights [ours, issue 18]. See the model README.
         patch_prior_dim: Channels the patch prior keeps (random subset of encoder levels 1-3).
         global_prior_grid: Pooling cells per side of the global prior [ours]: 2 (default) keeps where parts are, 1
             pools the whole image (position-free; see the model README, issue 18).
@@ -145,6 +147,7 @@ class Npgmf(
         score_parts: Sequence[str] | None = None,
         calibrated_local_score: bool = False,
         local_score_weight: float = 1.0,
+        image_level_fusion: str = "sum",
         patch_prior_dim: int = 64,
         global_prior_grid: int = 2,
         use_invariant_prior: bool | None = None,
@@ -216,6 +219,7 @@ class Npgmf(
             score_parts=score_parts,
             calibrated_local_score=calibrated_local_score,
             local_score_weight=local_score_weight,
+            image_level_fusion=image_level_fusion,
         )
         self.loss = NpgmfLoss()
         self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on

@@ -33,6 +33,7 @@ from .components import (
 
 PARTS = ("logical", "structural", "global", "patch", "invariant", "region")  # the parts normalised and fused
 IMAGE_LEVEL = ("global", "invariant")  # parts with one value per image (a constant map until they are scored)
+IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image score (issue 18)
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
 FROZEN_PARTS = ("global", "patch", "invariant", "region")
 
@@ -159,6 +160,10 @@ class NpgmfModel(nn.Module):
         local_score_weight: Weight of that maximum in the image score, against the image-level priors' (1: as fused)
             [ours, issue 18]; lower trusts the image-level evidence more. Must be > 0 (0 is ``score_parts`` of the
             image-level priors).
+        image_level_fusion: How the image-level priors' normalised distances join the image score [ours, issue 18]:
+            ``"sum"``, each times its share (the weights decide); ``"max"``, the largest of them times the sum of
+            their shares, so the part that is most anomalous on its own normal images' scale decides, whatever the
+            weights (a weak statistic with a large weight cannot outvote a strong one).
     """
 
     def __init__(
@@ -195,6 +200,7 @@ class NpgmfModel(nn.Module):
         score_parts: Sequence[str] | None = None,
         calibrated_local_score: bool = False,
         local_score_weight: float = 1.0,
+        image_level_fusion: str = "sum",
     ) -> None:
         super().__init__()
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
@@ -209,6 +215,9 @@ class NpgmfModel(nn.Module):
         if not local_score_weight > 0:
             msg = "local_score_weight must be > 0 (for 0, use score_parts: the image-level priors), got "
             msg += f"{local_score_weight}"
+            raise ValueError(msg)
+        if image_level_fusion not in IMAGE_LEVEL_FUSIONS:
+            msg = f"image_level_fusion must be one of {list(IMAGE_LEVEL_FUSIONS)}, got {image_level_fusion!r}"
             raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
@@ -284,6 +293,7 @@ class NpgmfModel(nn.Module):
         # registered only when used, as the invariant / region normalisers
         self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
         self.local_score_weight = float(local_score_weight)
+        self.image_level_fusion = image_level_fusion
 
     @property
     def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior | RegionNormalityPrior]:
@@ -451,11 +461,20 @@ class NpgmfModel(nn.Module):
             pred_score = self.local_score(self.blur(self.fuse(scored)))
         else:
             pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
-        for part, value in image_level.items():
-            if part in self.score_parts:
-                # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
-                pred_score = pred_score + self.fuse({part: value[:, 0, 0, 0]})
+        scored_values = {part: value[:, 0, 0, 0] for part, value in image_level.items() if part in self.score_parts}
+        if self.image_level_fusion == "max" and len(scored_values) > 1:
+            return InferenceBatch(pred_score=pred_score + self.image_level_max(scored_values), anomaly_map=anomaly_map)
+        for part, value in scored_values.items():
+            # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
+            pred_score = pred_score + self.fuse({part: value})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+    def image_level_max(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``image_level_fusion="max"``: the largest normalised image-level distance, times the parts' summed shares
+        (so with one part, or parts that agree, it equals the weighted sum)."""
+        normalised = torch.stack([self.normalizer(part)(value) for part, value in values.items()])
+        share = sum(self.fusion_weights[part] for part in values)
+        return share * torch.amax(normalised, dim=0)
 
 
 def fusion_shares(
