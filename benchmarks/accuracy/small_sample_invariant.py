@@ -8,7 +8,9 @@ low) or the fusion misweighting a good statistic (its distance alone scores high
     python benchmarks/accuracy/small_sample_invariant.py --output OUT --scene pins --data-seed 5 [--json FILE]
 
 Columns: ``fused`` is each model's raw image score; ``global`` / ``invariant`` are that part's own image-level score
-(its normalised distance), read from the model trained with the prior.
+(its normalised distance), read from the model trained with the prior; ``chosen weight`` / ``fused at the chosen
+weight`` are that model's invariant weight chosen from part-level pseudo-anomalies (``pseudo_anomaly_weights.py``)
+and its fused score there.
 """
 
 import argparse
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pseudo_anomaly_weights
 from per_defect_kind import image_scores
 
 from anomalib_npgmf.benchmarking import registry, saved_runs
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "Npgmf_invariant":
             for part in ("global", "invariant"):
                 figures[f"{name} {part} alone"] = logical_auroc(scores, part)
+            # its weight chosen from part-level pseudo-anomalies of the validation normals (pseudo_anomaly_weights.py)
+            chosen = pseudo_anomaly_weights.measure(model, arguments.output, category, pseudo="parts")
+            figures[f"{name} chosen weight"] = chosen["chosen weight"]
+            figures[f"{name} fused at the chosen weight"] = chosen["test at the chosen weight"]["logical"]
     key = f"{arguments.scene}|data seed {arguments.data_seed}|init {arguments.seed}"
     print(key, "  ".join(f"{column} {value:.3f}" for column, value in figures.items()), flush=True)
     saved_runs.write_json(arguments.json, {key: figures})
