@@ -43,6 +43,11 @@ PART_CONTRAST = 0.25  # RGB distance (0-1 scale) from the median colour that mak
 PART_MIN_AREA = 6  # pixels; smaller blobs are texture noise
 
 
+def median_colour(image: torch.Tensor) -> torch.Tensor:
+    """(C, 1, 1) per-channel median of one (C, H, W) image: its background colour on these scenes."""
+    return image.flatten(1).median(dim=1).values[:, None, None]
+
+
 def patch_anomalies(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """(3N, C, H, W): each image with one square pasted from another image, erased, recoloured (``KINDS`` order)."""
     generator = torch.Generator().manual_seed(seed)
@@ -65,7 +70,7 @@ def patch_anomalies(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
                     partner, :, source_top : source_top + side, source_left : source_left + side
                 ]
             elif kind == "erased":
-                altered[index][square] = images[index].flatten(1).median(dim=1).values[:, None, None]
+                altered[index][square] = median_colour(images[index])
             else:
                 altered[index][square] = images[index][square].roll(1, dims=0)
         made.append(altered)
@@ -75,7 +80,7 @@ def patch_anomalies(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def image_parts(image: torch.Tensor) -> tuple[np.ndarray, list[tuple[int, tuple[slice, slice]]], torch.Tensor]:
     """(labelled foreground, [(label, bounding box)] of its parts, median colour (C, 1, 1)) of one (C, H, W) image.
     Blobs as tall or wide as half the image (frames, walls) are not parts."""
-    median = image.flatten(1).median(dim=1).values[:, None, None]
+    median = median_colour(image)
     labels, _ = ndimage.label(((image - median).norm(dim=0) > PART_CONTRAST).numpy())
     height, width = labels.shape
     parts = [
@@ -92,10 +97,10 @@ def part_anomalies(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """(M, C, H, W): each image with one of its parts removed, then each with one duplicated (M <= 2N: images
     without a part, or without room for a copy, give none)."""
     rng = np.random.default_rng(seed)
+    found = [image_parts(image) for image in images]
     made = []
     for kind in ("removed", "duplicated"):
-        for image in images:
-            labels, parts, median = image_parts(image)
+        for image, (labels, parts, median) in zip(images, found, strict=True):
             if not parts:
                 continue
             label, box = parts[rng.integers(len(parts))]

@@ -463,10 +463,11 @@ class NpgmfModel(nn.Module):
             pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
         scored_values = {part: value[:, 0, 0, 0] for part, value in image_level.items() if part in self.score_parts}
         if self.image_level_fusion == "max" and len(scored_values) > 1:
-            return InferenceBatch(pred_score=pred_score + self.image_level_max(scored_values), anomaly_map=anomaly_map)
-        for part, value in scored_values.items():
-            # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
-            pred_score = pred_score + self.fuse({part: value})
+            pred_score = pred_score + self.image_level_max(scored_values)
+        else:
+            for part, value in scored_values.items():
+                # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
+                pred_score = pred_score + self.fuse({part: value})
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
     def image_level_max(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
