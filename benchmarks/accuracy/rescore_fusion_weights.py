@@ -107,7 +107,7 @@ def rescore(
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     parts = part_scores(model, datamodule)
-    invariant = float(model.hparams.get("invariant_weight", 0.0))
+    invariant = model.model.current_invariant_weight  # chosen at fit time, or as built
     region = float(model.hparams.get("region_weight", 0.0))
     result = {}
     for choice in choices:

@@ -78,7 +78,7 @@ def weighted_scores(
             scores[f"local x{weight:g}"] = weight * maximum + priors
         if invariant_weights and "invariant" in image_level:
             invariant = _score_parts(model, datamodule, ("invariant",))
-            trained_weight = float(model.hparams["invariant_weight"])
+            trained_weight = net.current_invariant_weight  # chosen at fit time, or as built
             for weight in local_weights:
                 for share in invariant_weights:
                     rescaled = priors - invariant + share / trained_weight * invariant

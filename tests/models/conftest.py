@@ -22,6 +22,7 @@ FIT_NPGMF = {
     "num_codebooks": 2,
     "prior_channels": 8,
     "use_invariant_prior": True,  # off in both variants, on here so that DDP and calibration cover it
+    "choose_invariant_weight": True,  # likewise (its pseudo-anomalies' distances are gathered over ranks)
     "use_region_prior": True,  # likewise
     "calibrated_local_score": True,  # likewise (its quantiles are of maxima gathered over ranks)
     "visualizer": False,

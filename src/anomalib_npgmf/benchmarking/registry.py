@@ -151,13 +151,19 @@ PAPER = {
     "use_global_prior": None,
     "use_patch_prior": None,
     "use_invariant_prior": None,
+    "choose_invariant_weight": False,
     "use_region_prior": None,
 }
+# The invariant prior at a fixed weight (its rows before 2026-12-06, when the demo config began to choose the weight)
+FIXED_INVARIANT = {"use_invariant_prior": True, "choose_invariant_weight": False}
+# What the rows without an invariant prior turn off (the demo config chooses its weight: both go together)
+NO_INVARIANT = {"use_invariant_prior": False, "choose_invariant_weight": False}
 
 
 def _specs() -> dict[str, ModelSpec]:
     npgmf_rows = {
-        "Npgmf": {},  # the demo config: variant plus
+        "Npgmf": {},  # the demo config: variant plus, invariant prior with its weight chosen at fit time
+        "Npgmf_no_invariant": NO_INVARIANT,  # the demo config to 2026-12-05
         # the paper's model alone (issue 16); None resets the demo config's explicit switches to the variant's values
         "Npgmf_paper": {**PAPER, "raw_embedding": None},
         "Npgmf_paper_raw": {**PAPER, "raw_embedding": True},
@@ -167,7 +173,7 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_paper_k512": {**PAPER, "raw_embedding": None, "codebook_size": 512},
         "Npgmf_no_raw": {"raw_embedding": False},
         "Npgmf_global_in_map": {"global_in_map": True},  # the global distance spread over the map (before issue 16)
-        "Npgmf_no_global": {"use_global_prior": False},
+        "Npgmf_no_global": {"use_global_prior": False, "choose_invariant_weight": False},  # nothing to weigh against
         "Npgmf_no_agc": {"prior_channels": 0},
         "Npgmf_no_codebook": {"codebook_size": 0},
         "Npgmf_no_sad": {"use_structural": False},
@@ -183,23 +189,26 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_local_w1": {"local_score_weight": 1.0},  # the local maximum at full weight (the demo config to 12-05)
         "Npgmf_global_grid1": {"global_prior_grid": 1},  # position-free global prior (issue 18)
         "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
-        # issue 18, the invariant prior (opt-in; default weight 4 and views at half size, chosen on box)
-        "Npgmf_invariant": {"use_invariant_prior": True},
+        # issue 18, the invariant prior at a fixed weight (default 4 and views at half size, chosen on box)
+        "Npgmf_invariant": FIXED_INVARIANT,
         # issue 18: the image-level priors fused by their maximum (rescore_image_level_fusion.py)
-        "Npgmf_invariant_max": {"use_invariant_prior": True, "image_level_fusion": "max"},
-        "Npgmf_invariant_w1_full": {"use_invariant_prior": True, "invariant_weight": 1.0, "invariant_scale": 1.0},
-        "Npgmf_invariant_w1": {"use_invariant_prior": True, "invariant_weight": 1.0},
-        "Npgmf_invariant_w2": {"use_invariant_prior": True, "invariant_weight": 2.0},
-        "Npgmf_invariant_w8": {"use_invariant_prior": True, "invariant_weight": 8.0},
+        "Npgmf_invariant_max": {**FIXED_INVARIANT, "image_level_fusion": "max"},
+        # issue 18: its weight chosen at fit time from part-level pseudo-anomalies of the held-out normals (what the
+        # demo config does since 2026-12-06; the row existed before)
+        "Npgmf_invariant_auto": {"use_invariant_prior": True, "choose_invariant_weight": True},
+        "Npgmf_invariant_w1_full": {**FIXED_INVARIANT, "invariant_weight": 1.0, "invariant_scale": 1.0},
+        "Npgmf_invariant_w1": {**FIXED_INVARIANT, "invariant_weight": 1.0},
+        "Npgmf_invariant_w2": {**FIXED_INVARIANT, "invariant_weight": 2.0},
+        "Npgmf_invariant_w8": {**FIXED_INVARIANT, "invariant_weight": 8.0},
         "Npgmf_score_invariant_full": {
-            "use_invariant_prior": True,
+            **FIXED_INVARIANT,
             "score_parts": ("invariant",),
             "invariant_scale": 1.0,
         },
         # issue 18 at 256 px: the demo config's oce_strides (2, 1) keep a 2x2 bottleneck at 128 px only; (2, 2) keeps
         # it at 256 px, as the shipped 256-px configs do (measured on box: no change, model README)
         "Npgmf_strides22": {"oce_strides": (2, 2)},
-        "Npgmf_invariant_strides22": {"use_invariant_prior": True, "oce_strides": (2, 2)},
+        "Npgmf_invariant_strides22": {**FIXED_INVARIANT, "oce_strides": (2, 2)},
         # issue 18, the region prior (opt-in): a map for missing / extra parts, painting and weight chosen on box
         "Npgmf_region": {"use_region_prior": True},  # relative painting, region_weight 3 (chosen on box by rescoring)
         # its first form, absolute painting (the rows as they were trained for the 2026-12-04 figures)
@@ -213,7 +222,7 @@ def _specs() -> dict[str, ModelSpec]:
             "region_prior_dim": 64,
             "region_weight": 1.0,
         },
-        "Npgmf_invariant_region": {"use_invariant_prior": True, "use_region_prior": True},
+        "Npgmf_invariant_region": {**FIXED_INVARIANT, "use_region_prior": True},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

@@ -79,9 +79,14 @@ CASES = [
             "local_score_weight": 0.25,
         },
     ),
-    # the invariant prior (issue 18): eight flipped / turned views of a square input, four of a non-square one (there
-    # with the image-level priors fused by their maximum)
-    Case("npgmf-tiny-128-invariant", "Npgmf", {**TINY, "image_size": 128, "use_invariant_prior": True}),
+    # the invariant prior (issue 18): eight flipped / turned views of a square input (its weight chosen at fit time:
+    # the same graph as a fixed weight's, with the chosen share), four of a non-square one (there with the image-level
+    # priors fused by their maximum)
+    Case(
+        "npgmf-tiny-128-invariant-chosen",
+        "Npgmf",
+        {**TINY, "image_size": 128, "use_invariant_prior": True, "choose_invariant_weight": True},
+    ),
     Case(
         "npgmf-tiny-96x128-invariant-max",
         "Npgmf",

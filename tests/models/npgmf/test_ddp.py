@@ -20,6 +20,8 @@ STATISTICS = [
     "model.patch_prior.precision",
     "model.invariant_prior.mean",
     "model.invariant_prior.precision",
+    "model.invariant_weight",
+    "model.invariant_weight_aurocs",  # computed on every rank from the gathered distances: equal only if gathered
     "model.region_prior.mean",
     "model.region_prior.precision",
     "model.region_prior.offset",
@@ -60,6 +62,8 @@ def test_two_process_ddp_matches_one_process(single, demo_dataset, tmp_path):
     assert not offenders, sorted(offenders.items(), key=lambda kv: -kv[1])[:10]
     assert set(STATISTICS) <= set(worst)  # the statistics DDP must reduce are really there and compared
     assert bool(single["model.logical_norm.fitted"]) and bool(single["model.logical.quantizer.initialised"])
+    assert bool(single["model.invariant_weight_chosen"])  # compared exactly with the other integer tensors
+    assert float(single["model.invariant_weight_aurocs"].std()) > 0  # pseudo-anomalies were made and ranked
 
 
 def test_the_check_catches_a_codebook_update_that_is_not_all_reduced(single, demo_dataset, tmp_path):

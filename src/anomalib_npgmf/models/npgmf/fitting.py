@@ -3,8 +3,9 @@ normalisation (anomalib's fit protocol for statistics, as ``MemoryBankMixin`` is
 
 Priors are fitted once on the training normals; the normalisation on held-out normals (validation, or a seeded slice
 of the training normals where validation is the test set, ``models/common/calibration.py``), before each validation
-epoch and once more on the final weights. Everything is gathered over DDP ranks and de-duplicated by image path, so
-N ranks fit what one process would.
+epoch and once more on the final weights; the invariant prior's weight, when chosen (``choose_invariant_weight``),
+once, on the same held-out normals and their pseudo-anomalies (``pseudo_anomalies.py``). Everything is gathered over
+DDP ranks and de-duplicated by image path, so N ranks fit what one process would.
 """
 
 import logging
@@ -12,11 +13,13 @@ from collections.abc import Iterable, Iterator
 
 import torch
 from anomalib.data import Batch
+from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
 from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
+from .pseudo_anomalies import best_weight, image_seed, part_anomalies, weight_separations
 from .torch_model import FROZEN_PARTS, PARTS
 
 logger = logging.getLogger(__name__)
@@ -110,7 +113,8 @@ class NormalityFitting:
 
         Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch. The region
         prior's per-region scale is fitted first, on the same images (its map is painted with it); the calibration of
-        the local score last, on the fused maps of the same images.
+        the local score last, on the fused maps of the same images; then, once, the invariant weight when it is chosen
+        (it reads the global and invariant priors' normalisation, which is fitted once).
         """
         region_prior = self.model.region_prior
         if region_prior is not None and not bool(region_prior.scale_fitted):
@@ -138,6 +142,73 @@ class NormalityFitting:
                 if part in needed:
                     kept[part] = gathered
         self.model.fit_local_score(kept)
+        if self.model.choose_invariant_weight and not bool(self.model.invariant_weight_chosen):
+            self.choose_invariant_weight(dataloaders)
+
+    @torch.no_grad()
+    def choose_invariant_weight(self, dataloaders: Iterable | None) -> None:
+        """Choose the invariant prior's weight (``pseudo_anomalies.best_weight``) from the normal images of
+        ``dataloaders`` and their part-level pseudo-anomalies. Without pseudo-anomalies (no image with a part) the
+        configured weight stays."""
+        rows = self.pseudo_anomaly_distances(dataloaders)
+        fallback = float(self.model.invariant_weight)
+        anomalous = int(rows[:, 2].sum())
+        if anomalous == 0 or anomalous == len(rows):
+            logger.warning(
+                "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s) (no part: a "
+                "small blob off the median colour); invariant_weight stays %g.",
+                len(rows) - anomalous,
+                fallback,
+            )
+            self.model.set_invariant_weight(fallback)
+            return
+        separations = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
+        weight = best_weight(separations, fallback)
+        self.model.set_invariant_weight(weight, separations)
+        logger.info(
+            "Npgmf: invariant_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s)",
+            weight,
+            len(rows) - anomalous,
+            anomalous,
+            ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
+        )
+
+    @torch.no_grad()
+    def pseudo_anomaly_distances(self, dataloaders: Iterable | None) -> torch.Tensor:
+        """(N, 3) float64 rows (global distance, invariant distance, is pseudo-anomaly), normalised, for the normal
+        images of ``dataloaders`` and their part-level pseudo-anomalies (``pseudo_anomalies.py``), gathered over DDP
+        ranks and ordered by image path (then kind), so N ranks see what one process would."""
+        keys: list[str] = []
+        rows: list[torch.Tensor] = []
+        was_training = self.model.training
+        self.model.eval()
+        description = "Npgmf: choosing the invariant prior's weight"
+        for images, paths in self._normal_images_of(dataloaders, description, pre_process=False):
+            seeds = [image_seed(image) for image in images]
+            images = self._at_input_size(images)
+            made, made_keys = list(images), list(paths)
+            for image, path, seed in zip(images, paths, seeds, strict=True):
+                for kind, altered in part_anomalies(image, seed).items():
+                    made.append(altered)
+                    made_keys.append(f"{path}#{kind}")
+            labels = torch.tensor([float(key not in paths) for key in made_keys], dtype=torch.float64)
+            for chunk, chunk_labels in zip(
+                torch.stack(made).split(len(images)), labels.split(len(images)), strict=True
+            ):
+                distances = self.model.image_level_distances(self._pre_process(chunk))
+                columns = [distances["global"].cpu().double(), distances["invariant"].cpu().double(), chunk_labels]
+                rows.extend(torch.stack(columns, dim=1))
+            keys.extend(made_keys)
+        self.model.train(was_training)
+        gathered = gather_unique_by_key(keys, rows)  # every rank joins the gather, with or without images
+        return torch.stack(gathered) if gathered else torch.zeros(0, 3, dtype=torch.float64)
+
+    def _at_input_size(self, images: torch.Tensor) -> torch.Tensor:
+        """Images at the model's input size, still in [0, 1] (pseudo-anomalies are made at the size the model sees,
+        where ``PART_MIN_AREA`` is meant; a full-size LOCO image would make compression noise a part)."""
+        if tuple(images.shape[-2:]) == self.model.input_size:
+            return images
+        return F.interpolate(images, size=self.model.input_size, mode="bilinear", antialias=True, align_corners=False)
 
     @torch.no_grad()
     def fit_region_scale(self, dataloaders: Iterable | None) -> None:
@@ -159,24 +230,33 @@ class NormalityFitting:
             self.model.region_prior.scale_fitted.fill_(True)
 
     def _normal_images_of(
-        self, dataloaders: Iterable | None, description: str
+        self, dataloaders: Iterable | None, description: str, pre_process: bool = True
     ) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """:meth:`_normal_images` over one dataloader or a list of them (``None`` entries skipped)."""
         loaders = dataloaders if isinstance(dataloaders, list | tuple) else [dataloaders]
         for loader in loaders:
             if loader is not None:
-                yield from self._normal_images(loader, description)
+                yield from self._normal_images(loader, description, pre_process)
 
-    def _normal_images(self, dataloader: Iterable, description: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        """Pre-processed normal images of a dataloader with their paths (the keys that de-duplicate DDP padding)."""
+    def _normal_images(
+        self, dataloader: Iterable, description: str, pre_process: bool = True
+    ) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Normal images of a dataloader (pre-processed unless ``pre_process`` is false) with their paths (the keys
+        that de-duplicate DDP padding)."""
         for batch in tqdm(dataloader, desc=description, leave=False, disable=None):
             normal = _normal_mask(batch)
             if not bool(normal.any()):
                 continue
             images = batch.image[normal].to(self.device)
-            if self.pre_processor is not None and self.pre_processor.transform is not None:
-                images = self.pre_processor.transform(images)
+            if pre_process:
+                images = self._pre_process(images)
             yield images, [path for path, keep in zip(batch_image_paths(batch), normal.tolist(), strict=True) if keep]
+
+    def _pre_process(self, images: torch.Tensor) -> torch.Tensor:
+        """The pre-processor's transform (resize, normalisation), as the model sees images at inference."""
+        if self.pre_processor is not None and self.pre_processor.transform is not None:
+            images = self.pre_processor.transform(images)
+        return images
 
 
 def _is_fitted(normalizer: torch.nn.Module | None) -> bool:

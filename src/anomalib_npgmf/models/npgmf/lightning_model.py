@@ -106,6 +106,9 @@ class Npgmf(
             [ours, issue 18]: blind to where parts lie and which way they point, so counts and kinds of loose parts
             show; its distance enters the image score only.
         invariant_weight: Weight of the invariant prior in the image score (on the scale of ``fusion_weights``).
+        choose_invariant_weight: Choose that weight at fit time from part-level pseudo-anomalies (a part removed, a
+            part duplicated) of the held-out normals [ours, issue 18]; ``invariant_weight`` breaks ties and is kept
+            when no image has a part. Saved in checkpoints, baked into exports. See the model README.
         invariant_scale: Size of the views the invariant prior encodes, relative to ``image_size`` (0.5: a quarter of
             the cost, the same AUROC on the tuning scene).
         use_region_prior: Per-region Gaussians of feature moments over coarse grids (halves, quarters) [ours, issue
@@ -152,6 +155,7 @@ class Npgmf(
         global_prior_grid: int = 2,
         use_invariant_prior: bool | None = None,
         invariant_weight: float = 4.0,
+        choose_invariant_weight: bool = False,
         invariant_scale: float = 0.5,
         use_region_prior: bool | None = None,
         region_weight: float = 3.0,
@@ -207,6 +211,7 @@ class Npgmf(
             global_prior_grid=global_prior_grid,
             use_invariant_prior=switches["use_invariant_prior"],
             invariant_weight=invariant_weight,
+            choose_invariant_weight=choose_invariant_weight,
             invariant_scale=invariant_scale,
             use_region_prior=switches["use_region_prior"],
             region_weight=region_weight,

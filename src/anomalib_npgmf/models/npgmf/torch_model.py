@@ -30,6 +30,7 @@ from .components import (
     view_count,
     view_size,
 )
+from .pseudo_anomalies import CANDIDATE_WEIGHTS
 
 PARTS = ("logical", "structural", "global", "patch", "invariant", "region")  # the parts normalised and fused
 IMAGE_LEVEL = ("global", "invariant")  # parts with one value per image (a constant map until they are scored)
@@ -137,6 +138,10 @@ class NpgmfModel(nn.Module):
         use_invariant_prior: Add the invariant normality prior (issue 18) [ours]: an image-level Gaussian of feature
             moments averaged over the image's flips and quarter-turns; its distance enters the image score only.
         invariant_weight: Its weight in the image score, on the scale of ``fusion_weights``.
+        choose_invariant_weight: Choose that weight at fit time instead [ours, issue 18]: the one of
+            ``pseudo_anomalies.CANDIDATE_WEIGHTS`` whose image-level score best separates part-level pseudo-anomalies
+            (a part removed, a part duplicated) of the held-out normals from the normals themselves; ties keep
+            ``invariant_weight``. Stored in the ``invariant_weight`` buffer, so checkpoints and exports carry it.
         invariant_scale: Size of the views it encodes, relative to ``input_size`` (eight views cost eight encoder
             passes; at 0.5 they cost two, with the same AUROC on ``box``: see the model README).
         use_region_prior: Add the region normality prior (issue 18) [ours]: per-region Gaussians of feature moments
@@ -187,6 +192,7 @@ class NpgmfModel(nn.Module):
         global_prior_grid: int = 2,
         use_invariant_prior: bool = False,
         invariant_weight: float = 4.0,
+        choose_invariant_weight: bool = False,
         invariant_scale: float = 0.5,
         use_region_prior: bool = False,
         region_weight: float = 3.0,
@@ -218,6 +224,10 @@ class NpgmfModel(nn.Module):
             raise ValueError(msg)
         if image_level_fusion not in IMAGE_LEVEL_FUSIONS:
             msg = f"image_level_fusion must be one of {list(IMAGE_LEVEL_FUSIONS)}, got {image_level_fusion!r}"
+            raise ValueError(msg)
+        if choose_invariant_weight and not (use_invariant_prior and use_global_prior and image_level_fusion == "sum"):
+            msg = "choose_invariant_weight weighs the invariant prior against the global one: it needs "
+            msg += "use_invariant_prior and use_global_prior true and image_level_fusion 'sum'"
             raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
@@ -287,6 +297,15 @@ class NpgmfModel(nn.Module):
         self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
         self.region_norm = QuantileMapNormalizer() if use_region_prior else None
         self.fusion_weights = fusion_shares(fusion_weights, invariant_weight, region_weight)
+        self._weights_built_with = (tuple(fusion_weights), float(region_weight))  # what fusion_shares rescales
+        self._invariant_weight_built = float(invariant_weight)
+        self.choose_invariant_weight = bool(choose_invariant_weight)
+        if self.choose_invariant_weight:  # registered only when used, so older checkpoints load unchanged
+            self.register_buffer("invariant_weight", torch.tensor(float(invariant_weight)))
+            self.register_buffer("invariant_weight_chosen", torch.tensor(False))
+            # the pseudo-anomaly AUROC of each of CANDIDATE_WEIGHTS it was chosen by (0: none could be made)
+            self.register_buffer("invariant_weight_aurocs", torch.zeros(len(CANDIDATE_WEIGHTS), dtype=torch.float64))
+            self.register_load_state_dict_post_hook(_restore_invariant_share)
         self.blur = SeparableGaussianBlur(sigma=blur_sigma)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
@@ -429,6 +448,40 @@ class NpgmfModel(nn.Module):
         fused = (self.fuse({part: raw[part][index][None] for part in parts}) for index in range(len(raw[parts[0]])))
         self.local_score_norm.fit(torch.stack([torch.amax(fused_map) for fused_map in fused]).cpu())
 
+    @property
+    def current_invariant_weight(self) -> float:
+        """The invariant prior's weight the image score uses: the chosen one (``choose_invariant_weight``) or the one
+        the model was built with (what rescoring scripts rescale from)."""
+        if self.choose_invariant_weight:
+            return float(self.invariant_weight)
+        return self._invariant_weight_built
+
+    def set_invariant_weight(self, weight: float, aurocs: dict[float, float] | None = None) -> None:
+        """Set the chosen invariant weight (``choose_invariant_weight``): the buffer a checkpoint saves and the share
+        the image score (and so the exported graph) reads; ``aurocs``: the separations it was chosen by."""
+        self.invariant_weight.fill_(float(weight))
+        if aurocs is not None:
+            values = [aurocs[candidate] for candidate in CANDIDATE_WEIGHTS]
+            self.invariant_weight_aurocs.copy_(torch.tensor(values, dtype=torch.float64))
+        self.invariant_weight_chosen.fill_(True)
+        self._apply_invariant_weight()
+
+    def _apply_invariant_weight(self) -> None:
+        fusion_weights, region_weight = self._weights_built_with
+        share = fusion_shares(fusion_weights, float(self.invariant_weight), region_weight)["invariant"]
+        self.fusion_weights["invariant"] = share
+
+    @torch.no_grad()
+    def image_level_distances(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B,) normalised distance of each pre-processed image to the global and the invariant prior (what
+        ``choose_invariant_weight`` weighs; the reconstruction branches are not run)."""
+        *levels, _ = self.encoder(images)
+        raw = {
+            "global": self.global_prior.distances(levels).amin(dim=1),
+            "invariant": self.invariant_prior(self._view_levels(images)).reshape(-1),
+        }
+        return {part: self.normalizer(part)(value) for part, value in raw.items()}
+
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
         """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant / region prior's when it is
         off)."""
@@ -488,6 +541,12 @@ def fusion_shares(
     total = float(sum(map_weights))
     weights = [*map_weights, float(invariant_weight), float(region_weight)]
     return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
+
+
+def _restore_invariant_share(module: NpgmfModel, _incompatible_keys: object) -> None:
+    """After a state dict is loaded: the invariant share from the loaded ``invariant_weight`` buffer (the share is a
+    plain float, which a state dict does not hold)."""
+    module._apply_invariant_weight()
 
 
 def _checked_score_parts(score_parts: Sequence[str] | None, active: Sequence[str]) -> tuple[str, ...]:

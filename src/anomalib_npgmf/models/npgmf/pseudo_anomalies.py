@@ -1,0 +1,103 @@
+"""Part-level pseudo-anomalies of normal images, and the invariant prior's weight that separates them best.
+
+Issue 18: which image-level prior is the stronger differs by scene (one with parts in fixed places wants the global
+prior, one with loose parts the invariant one), and no fixed weight serves both. Without anomalous images to tune on,
+a stand-in is made from each held-out normal image: one of its parts removed (painted in the background colour) and
+one duplicated (pasted where nothing lies). The invariant prior's weight is then the one whose image-level score
+``global + weight x invariant`` (both normalised on the normal images) ranks the stand-ins above the normals best.
+Square patches pasted, erased or recoloured were tried first and are too easy (both priors separate them at
+0.88-0.99, so they cannot tell the weights apart): see the model README.
+
+A part is a connected blob of pixels far from the image's median colour (its background on LOCO-like scenes), large
+enough not to be texture noise and smaller than half the image on both sides (not a frame or a wall). Images are
+read as the datamodule gives them (RGB in [0, 1], before the pre-processor's normalisation).
+"""
+
+import zlib
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from anomalib_npgmf.metrics import rank_auroc
+
+PART_KINDS = ("removed", "duplicated")
+PART_CONTRAST = 0.25  # RGB distance (0-1 scale) from the median colour that makes a pixel part of a part
+PART_MIN_AREA = 6  # pixels; smaller blobs are texture noise
+PLACEMENT_TRIES = 50  # random places tried for a duplicate before the image gives none
+CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # on the scale of fusion_weights, as invariant_weight
+
+
+def median_colour(image: torch.Tensor) -> torch.Tensor:
+    """(C, 1, 1) per-channel median of one (C, H, W) image: its background colour on LOCO-like scenes."""
+    return image.flatten(1).median(dim=1).values[:, None, None]
+
+
+def image_parts(image: torch.Tensor) -> tuple[np.ndarray, list[tuple[int, tuple[slice, slice]]], torch.Tensor]:
+    """(labelled foreground, [(label, bounding box)] of its parts, median colour (C, 1, 1)) of one (C, H, W) image."""
+    median = median_colour(image)
+    labels, _ = ndimage.label(((image - median).norm(dim=0) > PART_CONTRAST).cpu().numpy())
+    height, width = labels.shape
+    parts = [
+        (label, box)
+        for label, box in enumerate(ndimage.find_objects(labels), start=1)
+        if box is not None
+        and (labels[box] == label).sum() >= PART_MIN_AREA
+        and box[0].stop - box[0].start < height // 2
+        and box[1].stop - box[1].start < width // 2
+    ]
+    return labels, parts, median
+
+
+def part_anomalies(image: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """``{kind: altered image}`` of one (C, H, W) image for each of :data:`PART_KINDS` it can give: a random part
+    removed, a random part duplicated where nothing lies. An image without a part gives none; one without room for a
+    copy gives no duplicate. Seeded, so every DDP rank makes the same ones from the same image."""
+    labels, parts, median = image_parts(image)
+    if not parts:
+        return {}
+    rng = np.random.default_rng(seed)
+    made = {}
+    label, box = parts[rng.integers(len(parts))]
+    mask = torch.from_numpy(ndimage.binary_dilation(labels == label, iterations=1)).to(image.device)
+    removed = image.clone()
+    removed[:, mask] = median[:, 0]
+    made["removed"] = removed
+    label, box = parts[rng.integers(len(parts))]
+    shape = torch.from_numpy(labels[box] == label).to(image.device)
+    occupied = ndimage.binary_dilation(labels > 0, iterations=2)
+    rows, columns = box[0].stop - box[0].start, box[1].stop - box[1].start
+    for _ in range(PLACEMENT_TRIES):
+        top, left = rng.integers(0, labels.shape[0] - rows), rng.integers(0, labels.shape[1] - columns)
+        if not occupied[top : top + rows, left : left + columns].any():
+            duplicated = image.clone()
+            duplicated[:, top : top + rows, left : left + columns][:, shape] = image[:, box[0], box[1]][:, shape]
+            made["duplicated"] = duplicated
+            break
+    return made
+
+
+def image_seed(image: torch.Tensor) -> int:
+    """A seed from an image's pixels (as the datamodule gives them): the same in every process and wherever the dataset
+    lies (a path would make the pseudo-anomalies, and so the weight chosen, depend on the dataset's folder)."""
+    return zlib.crc32(image.detach().cpu().float().contiguous().numpy().tobytes())
+
+
+def weight_separations(
+    global_distances: torch.Tensor,
+    invariant_distances: torch.Tensor,
+    is_pseudo_anomaly: torch.Tensor,
+    weights: tuple[float, ...] = CANDIDATE_WEIGHTS,
+) -> dict[float, float]:
+    """``{weight: AUROC}`` of ``global + weight x invariant`` (normalised distances) at telling the pseudo-anomalies
+    from the normals."""
+    return {
+        weight: rank_auroc(global_distances.double() + weight * invariant_distances.double(), is_pseudo_anomaly)
+        for weight in weights
+    }
+
+
+def best_weight(separations: dict[float, float], fallback: float) -> float:
+    """The weight with the largest AUROC; ties (to 1e-6, below one rank swap of any set this small) go to the one
+    nearest ``fallback`` on a log scale, so a set that cannot tell the weights apart keeps the configured one."""
+    return max(separations, key=lambda weight: (round(separations[weight], 6), -abs(np.log(weight / fallback))))
