@@ -191,7 +191,8 @@ class NormalityFitting:
                 for kind, altered in part_anomalies(image, seed).items():
                     made.append(altered)
                     made_keys.append(f"{path}#{kind}")
-            labels = torch.tensor([float(key not in paths) for key in made_keys], dtype=torch.float64)
+            labels = torch.zeros(len(made), dtype=torch.float64)
+            labels[len(images) :] = 1.0  # the normals come first, their pseudo-anomalies after them
             for chunk, chunk_labels in zip(
                 torch.stack(made).split(len(images)), labels.split(len(images)), strict=True
             ):

@@ -21,7 +21,6 @@ from scipy import ndimage
 
 from anomalib_npgmf.metrics import rank_auroc
 
-PART_KINDS = ("removed", "duplicated")
 PART_CONTRAST = 0.25  # RGB distance (0-1 scale) from the median colour that makes a pixel part of a part
 PART_MIN_AREA = 6  # pixels; smaller blobs are texture noise
 PLACEMENT_TRIES = 50  # random places tried for a duplicate before the image gives none
@@ -50,9 +49,9 @@ def image_parts(image: torch.Tensor) -> tuple[np.ndarray, list[tuple[int, tuple[
 
 
 def part_anomalies(image: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-    """``{kind: altered image}`` of one (C, H, W) image for each of :data:`PART_KINDS` it can give: a random part
-    removed, a random part duplicated where nothing lies. An image without a part gives none; one without room for a
-    copy gives no duplicate. Seeded, so every DDP rank makes the same ones from the same image."""
+    """``{kind: altered image}`` of one (C, H, W) image for each kind it can give: ``"removed"``, a random part
+    painted over; ``"duplicated"``, a random part copied where nothing lies. An image without a part gives none; one
+    without room for a copy gives no duplicate. Seeded, so every DDP rank makes the same ones from the same image."""
     labels, parts, median = image_parts(image)
     if not parts:
         return {}
