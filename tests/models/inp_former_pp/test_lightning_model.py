@@ -216,3 +216,29 @@ def test_documented_zero_shot_command_runs_in_a_new_process(trained, generated_c
     result = subprocess.run(arguments, capture_output=True, text=True, timeout=600, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "image_AUROC/demo_pins" in result.stdout
+
+
+def test_training_pseudo_anomalies_follow_the_pixels_not_the_paths(tiny_kwargs):
+    """Seeds from image paths made training depend on the dataset's folder: the same images under other paths, or
+    none, must give the same pseudo-anomalies and so the same loss; other images, other pseudo-anomalies."""
+    from anomalib.data import ImageBatch
+
+    model = InpFormerPlusPlus(**tiny_kwargs)
+    assert model.model.residual_learning  # the ++ variant trains its residual head on pseudo-anomalies
+    image = torch.rand(2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    here = ImageBatch(image=image, image_path=["/data/a/0.png", "/data/a/1.png"])
+    elsewhere = ImageBatch(image=image.clone(), image_path=["/tmp/copy/0.png", "/tmp/copy/1.png"])
+    unnamed = ImageBatch(image=image.clone())
+    other = ImageBatch(image=image.flip(-1), image_path=here.image_path)
+    seeds = model._pseudo_seeds(here)
+    assert seeds == model._pseudo_seeds(elsewhere) == model._pseudo_seeds(unnamed)
+    assert len(set(seeds)) == 2 and not set(seeds) & set(model._pseudo_seeds(other))
+
+    def loss(batch: ImageBatch, shift: int = 0) -> torch.Tensor:
+        torch.manual_seed(0)  # any other randomness of the step (dropout) alike in every call
+        pseudo_seeds = [seed + shift for seed in model._pseudo_seeds(batch)]
+        return model.loss(model.model(batch.image, pseudo_seeds=pseudo_seeds))["loss"]
+
+    model.train()
+    torch.testing.assert_close(loss(here), loss(elsewhere), rtol=0, atol=0)
+    assert not torch.equal(loss(here), loss(here, shift=1))  # the loss does read the pseudo-anomalies

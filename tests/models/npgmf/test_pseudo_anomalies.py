@@ -5,11 +5,11 @@ import zlib
 import pytest
 import torch
 
+from anomalib_npgmf.models.common import image_seed
 from anomalib_npgmf.models.npgmf.pseudo_anomalies import (
     CANDIDATE_WEIGHTS,
     best_weight,
     image_parts,
-    image_seed,
     part_anomalies,
     weight_separations,
 )

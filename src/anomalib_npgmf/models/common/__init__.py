@@ -2,7 +2,14 @@
 
 from anomalib_npgmf.utils.distributed import gather_unique_by_key
 
-from .batches import CheckedEvaluationSteps, as_image_size, batch_image_paths, check_finite_images, log_losses
+from .batches import (
+    CheckedEvaluationSteps,
+    as_image_size,
+    batch_image_paths,
+    check_finite_images,
+    image_seed,
+    log_losses,
+)
 from .blur import SeparableGaussianBlur
 from .checkpoint import (
     AtomicCheckpointing,
@@ -36,6 +43,7 @@ __all__ = [
     "create_timm_encoder",
     "encoder_only_int8_scope",
     "gather_unique_by_key",
+    "image_seed",
     "log_losses",
     "plugin_callbacks",
     "resolve_weights_file",

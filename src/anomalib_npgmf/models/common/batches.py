@@ -1,6 +1,7 @@
-"""Checks on anomalib batches that both models run in every step, the image-size argument they both take, and how
-they log their losses."""
+"""Checks on anomalib batches that both models run in every step, the image-size argument they both take, how
+they log their losses, and the pixel seeds of their pseudo-anomalies."""
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,12 @@ def batch_image_paths(batch: Batch) -> list[str]:
     count = batch.image.shape[0]
     paths = batch.image_path if batch.image_path is not None else [None] * count
     return [str(path) if path is not None else f"#{id(batch)}-{index}" for index, path in enumerate(paths)]
+
+
+def image_seed(image: torch.Tensor) -> int:
+    """A seed from one image's pixels (as the datamodule gives them): the same in every process and wherever the
+    dataset lies, so random pseudo-anomalies seeded by it do not depend on the dataset's folder, as a path's would."""
+    return zlib.crc32(image.detach().cpu().float().contiguous().numpy().tobytes())
 
 
 def check_finite_images(batch: Batch) -> None:

@@ -32,6 +32,7 @@ from anomalib_npgmf.models.common import (
     VersionedCheckpoints,
     as_image_size,
     check_finite_images,
+    image_seed,
     log_losses,
     plugin_callbacks,
 )
@@ -207,9 +208,9 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
 
     def _pseudo_seeds(self, batch: Batch) -> list[int] | None:
         """Per-image, rank-independent seeds of the residual head's pseudo-anomalies (residual learning only)."""
-        if not self.model.residual_learning or batch.image_path is None:
+        if not self.model.residual_learning:
             return None
-        return pseudo_anomaly_seeds(batch.image_path, self.global_step)
+        return pseudo_anomaly_seeds([image_seed(image) for image in batch.image], self.global_step)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

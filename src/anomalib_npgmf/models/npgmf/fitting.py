@@ -16,10 +16,10 @@ from anomalib.data import Batch
 from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key
+from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key, image_seed
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
-from .pseudo_anomalies import best_weight, image_seed, part_anomalies, weight_separations
+from .pseudo_anomalies import best_weight, part_anomalies, weight_separations
 from .torch_model import FROZEN_PARTS, PARTS
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,6 @@ enough not to be texture noise and smaller than half the image on both sides (no
 read as the datamodule gives them (RGB in [0, 1], before the pre-processor's normalisation).
 """
 
-import zlib
-
 import numpy as np
 import torch
 from scipy import ndimage
@@ -74,12 +72,6 @@ def part_anomalies(image: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
             made["duplicated"] = duplicated
             break
     return made
-
-
-def image_seed(image: torch.Tensor) -> int:
-    """A seed from an image's pixels (as the datamodule gives them): the same in every process and wherever the dataset
-    lies (a path would make the pseudo-anomalies, and so the weight chosen, depend on the dataset's folder)."""
-    return zlib.crc32(image.detach().cpu().float().contiguous().numpy().tobytes())
 
 
 def weight_separations(

@@ -12,7 +12,6 @@ encoder layer read, the corrupted features go through the (frozen for this loss)
 learns to tell the rectangles from the rest. The reconstruction network itself never trains on corrupted features.
 """
 
-import zlib
 from collections.abc import Sequence
 
 import torch
@@ -48,13 +47,15 @@ class ResidualHead(nn.Module):
         return self.net(residual * residual.shape[1] ** 0.5)
 
 
-def pseudo_anomaly_seeds(paths: Sequence[str], step: int) -> list[int]:
-    """Per-image seeds of the residual head's pseudo-anomalies from image path, optimiser step and the run's seed.
+def pseudo_anomaly_seeds(image_seeds: Sequence[int], step: int) -> list[int]:
+    """Per-image seeds of the residual head's pseudo-anomalies from each image's pixel seed
+    (:func:`~anomalib_npgmf.models.common.image_seed`), the optimiser step and the run's seed.
 
-    The same image at the same step gets the same pseudo-anomaly on one process or on any DDP rank.
+    The same image at the same step gets the same pseudo-anomaly on one process or on any DDP rank, and wherever
+    the dataset lies (seeds from image paths made training depend on the dataset's folder).
     """
     base = torch.initial_seed() + 7919 * int(step)
-    return [base + 1_000_003 * zlib.crc32(str(path).encode()) for path in paths]
+    return [base + 1_000_003 * int(seed) for seed in image_seeds]
 
 
 def per_image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
