@@ -22,7 +22,6 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
-from anomalib_npgmf.metrics import rank_auroc
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 WEIGHTS = (0.125, 0.25, 0.5, 1.0)
@@ -46,7 +45,7 @@ def rescore(
     try:
         for weight in weights:
             net.fusion_weights["region"] = fusion_shares(_fusion_weights(model), region_weight=weight)["region"]
-            figures[str(weight)] = _figures(model, datamodule)
+            figures[str(weight)] = saved_runs.map_figures(model, datamodule)
     finally:
         net.fusion_weights.clear()
         net.fusion_weights.update(trained)
@@ -65,21 +64,6 @@ def repaint(model: torch.nn.Module, loaders: list, relative: bool) -> None:
 def _fusion_weights(model: torch.nn.Module) -> list[float]:
     """The ``fusion_weights`` the model was built with (the scale ``region_weight`` is on)."""
     return list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
-
-
-def _figures(model: torch.nn.Module, datamodule) -> dict[str, float]:
-    scored = saved_runs.score_test_set(model, datamodule)
-    table = scored.results.table()
-    figures = {
-        f"{kind} {name}": float(table[kind][name])
-        for kind in ("logical", "structural")
-        for name in ("image_AUROC", "AU-sPRO")
-    }
-    pixels, target = scored.maps, scored.masks
-    figures["pixel AUROC"] = rank_auroc(pixels.reshape(-1), target.reshape(-1))
-    structural = torch.tensor([kind in ("good", "structural") for kind in scored.kinds])
-    figures["pixel AUROC, structural"] = rank_auroc(pixels[structural].reshape(-1), target[structural].reshape(-1))
-    return figures
 
 
 def show(key: str, figures: dict[str, dict[str, float]]) -> None:

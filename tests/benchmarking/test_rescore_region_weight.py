@@ -16,6 +16,7 @@ def script():
 
 
 def test_a_weight_set_after_fitting_equals_building_with_it(script, tmp_path: Path):
+    from anomalib_npgmf.benchmarking import saved_runs
     from anomalib_npgmf.benchmarking.data import SMALL_DATA
     from anomalib_npgmf.data import generate_demo_dataset
 
@@ -25,7 +26,7 @@ def test_a_weight_set_after_fitting_equals_building_with_it(script, tmp_path: Pa
     trained = dict(rescored.model.fusion_weights)
     figures = script.rescore(rescored, tmp_path, "demo_box", weights=(3.0,))
     assert rescored.model.fusion_weights == trained  # restored
-    assert figures == {"3.0": script._figures(built, _datamodule(tmp_path))}
+    assert figures == {"3.0": saved_runs.map_figures(built, _datamodule(tmp_path))}
     images = torch.rand((3, 3, IMAGE_SIZE, IMAGE_SIZE), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         rescored.model.fusion_weights["region"] = 3.0 / 5.0  # the four map weights sum to 5

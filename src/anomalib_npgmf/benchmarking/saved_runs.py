@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from anomalib_npgmf.ground_truth import anomaly_type_of
-from anomalib_npgmf.metrics import LocoResults
+from anomalib_npgmf.metrics import LocoResults, rank_auroc
 
 from . import registry
 from .data import loco_datamodule
@@ -98,6 +98,24 @@ def score_test_set(
             kinds.extend(anomaly_type_of(path) for path in batch.image_path)
     extra_flat = {name: torch.cat(values) for name, values in extra.items()}
     return ScoredTestSet(results, torch.cat(maps), extra_flat, torch.cat(masks), kinds)
+
+
+def map_figures(model: Any, datamodule: Any) -> dict[str, float]:
+    """Raw logical / structural image AUROC and AU-sPRO of a set-up datamodule's test set, anomalib's pixel AUROC
+    (every pixel of every test image) and the same over the good and structural images only: what the scripts that
+    change a map read."""
+    scored = score_test_set(model, datamodule)
+    table = scored.results.table()
+    figures = {
+        f"{kind} {name}": float(table[kind][name])
+        for kind in ("logical", "structural")
+        for name in ("image_AUROC", "AU-sPRO")
+    }
+    pixels, target = scored.maps, scored.masks
+    figures["pixel AUROC"] = rank_auroc(pixels.reshape(-1), target.reshape(-1))
+    structural = torch.tensor([kind in ("good", "structural") for kind in scored.kinds])
+    figures["pixel AUROC, structural"] = rank_auroc(pixels[structural].reshape(-1), target[structural].reshape(-1))
+    return figures
 
 
 def write_json(path: Path | None, figures: dict) -> None:

@@ -256,3 +256,12 @@ def test_int8_export_scope_keeps_everything_but_the_frozen_encoder_in_fp32(tmp_p
     scope = model.int8_ignored_scope(graph)
     assert encoder.isdisjoint(scope.names) and convolutions - encoder <= set(scope.names)
     assert frozen_encoder_convolutions(graph, [*shapes, (7, 7, 7, 7)]) == set()  # not all found: none claimed
+
+
+def test_a_blur_that_cannot_run_is_refused_by_name():
+    from .conftest import TINY_NPGMF
+
+    with pytest.raises(ValueError, match="blur_sigma must be > 0"):
+        Npgmf(**TINY_NPGMF, blur_sigma=0.0)
+    with pytest.raises(ValueError, match=r"blur_sigma=16.0 needs a 129 px kernel, too large for input size \(64, 64\)"):
+        Npgmf(**TINY_NPGMF, blur_sigma=16.0)

@@ -29,6 +29,7 @@ class SeparableGaussianBlur(nn.Module):
         if sigma <= 0 or size < 1 or size % 2 == 0:
             msg = f"blur needs sigma > 0 and an odd kernel_size >= 1, got sigma={sigma}, kernel_size={size}"
             raise ValueError(msg)
+        self.sigma = float(sigma)
         weights = get_gaussian_kernel1d(size, sigma)  # normalised; the 1-D factor of anomalib's (kornia's) 2-D kernel
         # Derived from sigma, so not saved: checkpoints stay independent of how the blur is computed.
         self.register_buffer("row", weights.view(1, 1, 1, size), persistent=False)

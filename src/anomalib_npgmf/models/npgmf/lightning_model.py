@@ -121,6 +121,8 @@ class Npgmf(
             drifts as a whole is left to the image-level priors (chosen on ``box``; the model README).
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
+        blur_sigma: Gaussian smoothing of the maps in pixels of the input (> 0); 4, ReverseDistillation's, suits
+            256 px (see the model README for other sizes).
         learning_rate: Adam learning rate of both students.
         pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
     """
@@ -163,6 +165,7 @@ class Npgmf(
         region_prior_dim: int = 32,
         region_relative: bool = True,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        blur_sigma: float = 4.0,
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -225,6 +228,7 @@ class Npgmf(
             calibrated_local_score=calibrated_local_score,
             local_score_weight=local_score_weight,
             image_level_fusion=image_level_fusion,
+            blur_sigma=blur_sigma,
         )
         self.loss = NpgmfLoss()
         self._calibrated_at_step: int | None = None  # global step whose weights the normalisation was fitted on

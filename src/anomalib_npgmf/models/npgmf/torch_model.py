@@ -306,7 +306,7 @@ class NpgmfModel(nn.Module):
             # the pseudo-anomaly AUROC of each of CANDIDATE_WEIGHTS it was chosen by (0: none could be made)
             self.register_buffer("invariant_weight_aurocs", torch.zeros(len(CANDIDATE_WEIGHTS), dtype=torch.float64))
             self.register_load_state_dict_post_hook(_restore_invariant_share)
-        self.blur = SeparableGaussianBlur(sigma=blur_sigma)
+        self.blur = _checked_blur(blur_sigma, input_size)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
         # registered only when used, as the invariant / region normalisers
@@ -547,6 +547,22 @@ def _restore_invariant_share(module: NpgmfModel, _incompatible_keys: object) -> 
     """After a state dict is loaded: the invariant share from the loaded ``invariant_weight`` buffer (the share is a
     plain float, which a state dict does not hold)."""
     module._apply_invariant_weight()
+
+
+def _checked_blur(sigma: float, input_size: tuple[int, int]) -> SeparableGaussianBlur:
+    """The maps' blur, refused with the parameter's name where it cannot run: sigma <= 0, or a kernel whose half is
+    not smaller than the map (reflect padding fails deep inside torch at the first image)."""
+    if not float(sigma) > 0:
+        msg = f"blur_sigma must be > 0 (pixels of the input), got {sigma}"
+        raise ValueError(msg)
+    blur = SeparableGaussianBlur(sigma=float(sigma))
+    if blur.half >= min(input_size):
+        msg = (
+            f"blur_sigma={sigma} needs a {2 * blur.half + 1} px kernel, too large for input size {tuple(input_size)}:"
+            " the maps' sides must exceed half the kernel; lower blur_sigma"
+        )
+        raise ValueError(msg)
+    return blur
 
 
 def _checked_score_parts(score_parts: Sequence[str] | None, active: Sequence[str]) -> tuple[str, ...]:
