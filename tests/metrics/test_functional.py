@@ -158,3 +158,57 @@ def test_rank_auroc_matches_sklearn_on_any_scale_with_ties():
     assert np.isnan(rank_auroc([1.0, 2.0], [0, 0]))
     with pytest.raises(ValueError, match="NaN"):
         rank_auroc([float("nan"), 1.0], [0, 1])
+
+
+def _brute_force_delong(scores_a, scores_b, labels):
+    """Independent reference for the paired AUROC difference: the components from every positive-negative pair."""
+    labels = np.asarray(labels, bool)
+    per_score = []
+    for scores in (np.asarray(scores_a, float), np.asarray(scores_b, float)):
+        pos, neg = scores[labels], scores[~labels]
+        psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        per_score.append((psi.mean(axis=1), psi.mean(axis=0)))
+    pos_diff = per_score[0][0] - per_score[1][0]
+    neg_diff = per_score[0][1] - per_score[1][1]
+    variance = pos_diff.var(ddof=1) / labels.sum() + neg_diff.var(ddof=1) / (~labels).sum()
+    return pos_diff.mean(), np.sqrt(variance)
+
+
+def test_paired_auroc_difference_matches_the_pairwise_definition_with_ties():
+    from anomalib_npgmf.metrics import paired_auroc_difference, rank_auroc
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(60) < 0.4
+    base = rng.normal(size=60) + labels
+    scores_a = np.round(base + 0.3 * rng.normal(size=60), 1)  # rounded: ties within and across the classes
+    scores_b = np.round(base + 0.8 * rng.normal(size=60) + 40.0, 1)  # another scale: ranks only
+    lead, error = paired_auroc_difference(torch.tensor(scores_a), torch.tensor(scores_b), torch.tensor(labels))
+    expected_lead, expected_error = _brute_force_delong(scores_a, scores_b, labels)
+    assert abs(expected_lead) > 0.01 and expected_error > 0.01  # a difference and an error to get right
+    assert lead == pytest.approx(expected_lead, abs=1e-12)
+    assert error == pytest.approx(expected_error, abs=1e-12)
+    assert lead == pytest.approx(rank_auroc(scores_a, labels) - rank_auroc(scores_b, labels), abs=1e-12)
+
+
+def test_paired_auroc_difference_of_a_score_with_itself_is_exactly_zero_and_pairing_shrinks_the_error():
+    from anomalib_npgmf.metrics import paired_auroc_difference
+
+    rng = np.random.default_rng(1)
+    labels = torch.tensor(rng.random(80) < 0.5)
+    base = torch.tensor(rng.normal(size=80)) + labels.double()
+    assert paired_auroc_difference(base, base, labels) == (0.0, 0.0)
+    nudged = base + 0.05 * torch.tensor(rng.normal(size=80))
+    unrelated = torch.tensor(rng.normal(size=80)) + labels.double()
+    _, paired_error = paired_auroc_difference(base, nudged, labels)
+    _, unpaired_error = paired_auroc_difference(base, unrelated, labels)
+    assert unpaired_error > 0.05
+    assert paired_error < unpaired_error / 3  # a near-copy's AUROC moves with the original's
+
+
+def test_paired_auroc_difference_refuses_a_class_it_cannot_estimate():
+    from anomalib_npgmf.metrics import paired_auroc_difference
+
+    with pytest.raises(ValueError, match="at least 2 images of each class"):
+        paired_auroc_difference(torch.arange(4.0), torch.arange(4.0), torch.tensor([0, 0, 0, 1]))
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_auroc_difference(torch.arange(4.0), torch.arange(5.0), torch.tensor([0, 0, 1, 1]))

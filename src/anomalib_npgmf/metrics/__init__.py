@@ -1,6 +1,6 @@
 """Metrics anomalib lacks: sPRO / AU-sPRO, the LOCO logical / structural split, per-category tables."""
 
-from .functional import au_spro, rank_auroc, spro_curve
+from .functional import au_spro, paired_auroc_difference, rank_auroc, spro_curve
 from .loco import LocoResults, format_table, write_report
 from .per_category import PerCategoryImageAUROC, category_from_path, per_category_auroc
 from .streaming import SPRO, SplitImageAUROC, StreamingSPRO, loco_test_metrics
@@ -15,6 +15,7 @@ __all__ = [
     "category_from_path",
     "format_table",
     "loco_test_metrics",
+    "paired_auroc_difference",
     "per_category_auroc",
     "rank_auroc",
     "spro_curve",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from anomalib.data import ImageBatch
 
-from anomalib_npgmf.models.npgmf.pseudo_anomalies import CANDIDATE_WEIGHTS, best_weight, weight_separations
+from anomalib_npgmf.models.npgmf.pseudo_anomalies import CANDIDATE_WEIGHTS, switch_weight, weight_separations
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 from .conftest import IMAGE_SIZE, TINY_NPGMF, tiny_datamodule
@@ -65,7 +65,7 @@ def test_it_needs_both_image_level_priors_summed(overrides, needs):
         _model(**overrides)
 
 
-def test_the_weight_chosen_is_the_best_separating_one_on_the_normals_pseudo_anomalies(fitted, scene):
+def test_the_weight_chosen_is_the_switch_rules_on_the_normals_pseudo_anomalies(fitted, scene):
     net = fitted.model
     assert bool(net.invariant_weight_chosen)
     rows = fitted.pseudo_anomaly_distances([scene.val_dataloader()])
@@ -75,7 +75,7 @@ def test_the_weight_chosen_is_the_best_separating_one_on_the_normals_pseudo_anom
     separations = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
     chosen = float(net.invariant_weight)
     assert chosen in CANDIDATE_WEIGHTS
-    assert chosen == best_weight(separations, fallback=4.0)
+    assert chosen == switch_weight(rows[:, 0], rows[:, 1], rows[:, 2], separations, fallback=4.0)[0]
     stored = dict(zip(CANDIDATE_WEIGHTS, net.invariant_weight_aurocs.tolist(), strict=True))
     assert stored == pytest.approx(separations, abs=1e-12)
     assert net.fusion_weights["invariant"] == pytest.approx(fusion_shares(TINY_FUSION, chosen, 3.0)["invariant"])

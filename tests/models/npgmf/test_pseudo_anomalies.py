@@ -2,15 +2,18 @@
 
 import zlib
 
+import numpy as np
 import pytest
 import torch
 
 from anomalib_npgmf.models.common import image_seed
 from anomalib_npgmf.models.npgmf.pseudo_anomalies import (
     CANDIDATE_WEIGHTS,
+    SWITCH_STANDARD_ERRORS,
     best_weight,
     image_parts,
     part_anomalies,
+    switch_weight,
     weight_separations,
 )
 
@@ -80,3 +83,40 @@ def test_ties_go_to_the_weight_nearest_the_configured_one():
     assert best_weight({0.5: 0.9, 2.0: 0.9, 8.0: 0.9}, fallback=4.0) in {2.0, 8.0}  # equally near on a log scale
     assert best_weight({0.5: 0.9, 2.0: 0.9, 8.0: 0.8}, fallback=4.0) == 2.0
     assert best_weight(dict.fromkeys(CANDIDATE_WEIGHTS, 0.75), fallback=4.0) == 4.0
+
+
+def _near_tie() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """20 normals, 20 pseudo-anomalies; the invariant distance separates a little better than the global one."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.cat([torch.zeros(20), torch.ones(20)])
+    global_ = torch.randn(40, generator=generator, dtype=torch.float64) + 0.8 * labels
+    invariant = torch.randn(40, generator=generator, dtype=torch.float64) + 1.0 * labels
+    return global_, invariant, labels
+
+
+def test_the_best_weight_replaces_the_configured_one_only_beyond_one_standard_error():
+    global_, invariant, labels = _near_tie()
+    separations = weight_separations(global_, invariant, labels)
+    best = best_weight(separations, fallback=0.5)
+    assert best != 0.5 and separations[best] > separations[0.5]  # a lead, as on the 256 px pins runs
+    weight, lead, error = switch_weight(global_, invariant, labels, separations, fallback=0.5)
+    assert lead == pytest.approx(separations[best] - separations[0.5], abs=1e-12)
+    assert 0 < lead <= SWITCH_STANDARD_ERRORS * error  # within the noise of 40 images
+    assert weight == 0.5
+    # the same images ten times over: the same AUROCs, a lead ~3x its shrunken error, so the best weight is taken
+    many = [t.repeat(10) for t in (global_, invariant, labels)]
+    many_separations = weight_separations(*many)
+    assert many_separations == pytest.approx(separations, abs=1e-12)
+    weight, many_lead, many_error = switch_weight(*many, many_separations, fallback=0.5)
+    assert many_lead == pytest.approx(lead, abs=1e-12) and many_lead > SWITCH_STANDARD_ERRORS * many_error
+    assert weight == best
+
+
+def test_the_configured_weight_stays_when_the_best_is_it_or_the_error_cannot_be_estimated():
+    global_, invariant, labels = _near_tie()
+    separations = dict.fromkeys(CANDIDATE_WEIGHTS, 0.8)
+    assert switch_weight(global_, invariant, labels, separations, fallback=4.0) == (4.0, 0.0, 0.0)
+    one_pseudo = torch.cat([torch.zeros(39), torch.ones(1)])
+    lopsided = {**dict.fromkeys(CANDIDATE_WEIGHTS, 0.5), 8.0: 1.0}
+    weight, lead, _ = switch_weight(global_, invariant, one_pseudo, lopsided, fallback=4.0)
+    assert weight == 4.0 and np.isnan(lead)

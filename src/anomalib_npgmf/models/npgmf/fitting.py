@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key, image_seed
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
-from .pseudo_anomalies import best_weight, part_anomalies, weight_separations
+from .pseudo_anomalies import part_anomalies, switch_weight, weight_separations
 from .torch_model import FROZEN_PARTS, PARTS
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class NormalityFitting:
 
     @torch.no_grad()
     def choose_invariant_weight(self, dataloaders: Iterable | None) -> None:
-        """Choose the invariant prior's weight (``pseudo_anomalies.best_weight``) from the normal images of
+        """Choose the invariant prior's weight (``pseudo_anomalies.switch_weight``) from the normal images of
         ``dataloaders`` and their part-level pseudo-anomalies. Without pseudo-anomalies (no image with a part) the
         configured weight stays."""
         rows = self.pseudo_anomaly_distances(dataloaders)
@@ -163,14 +163,18 @@ class NormalityFitting:
             self.model.set_invariant_weight(fallback)
             return
         separations = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
-        weight = best_weight(separations, fallback)
+        weight, lead, error = switch_weight(rows[:, 0], rows[:, 1], rows[:, 2], separations, fallback)
         self.model.set_invariant_weight(weight, separations)
         logger.info(
-            "Npgmf: invariant_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s)",
+            "Npgmf: invariant_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best "
+            "leads the configured %g by %.3f, standard error %.3f)",
             weight,
             len(rows) - anomalous,
             anomalous,
             ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
+            fallback,
+            lead,
+            error,
         )
 
     @torch.no_grad()

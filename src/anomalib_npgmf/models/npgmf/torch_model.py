@@ -140,8 +140,9 @@ class NpgmfModel(nn.Module):
         invariant_weight: Its weight in the image score, on the scale of ``fusion_weights``.
         choose_invariant_weight: Choose that weight at fit time instead [ours, issue 18]: the one of
             ``pseudo_anomalies.CANDIDATE_WEIGHTS`` whose image-level score best separates part-level pseudo-anomalies
-            (a part removed, a part duplicated) of the held-out normals from the normals themselves; ties keep
-            ``invariant_weight``. Stored in the ``invariant_weight`` buffer, so checkpoints and exports carry it.
+            (a part removed, a part duplicated) of the held-out normals from the normals themselves, if it leads
+            ``invariant_weight`` by more than one standard error of that paired AUROC difference (else it stays).
+            Stored in the ``invariant_weight`` buffer, so checkpoints and exports carry it.
         invariant_scale: Size of the views it encodes, relative to ``input_size`` (eight views cost eight encoder
             passes; at 0.5 they cost two, with the same AUROC on ``box``: see the model README).
         use_region_prior: Add the region normality prior (issue 18) [ours]: per-region Gaussians of feature moments
