@@ -12,9 +12,10 @@ stand-in for anomalies; this measures two:
   distances and the rule ``choose_invariant_weight`` uses at fit time (``Npgmf.pseudo_anomaly_distances``), so the
   chosen weight is the one a model trained with it would pick.
 
-Places and partners of patches come from a seeded generator. The weight is the one whose image-level score
-(``global + V x invariant``, normalised) best separates the pseudo-anomalies from the normals, ties going to the
-run's own weight:
+Places and partners of patches come from a seeded generator. The weight is the one the model's own rule picks
+(``pseudo_anomalies.switch_weight``): the one whose image-level score (``global + V x invariant``, normalised) best
+separates the pseudo-anomalies from the normals, if it leads the run's own weight by more than one standard error of
+the paired AUROC difference (since 2026-12-06; ``pseudo_anomaly_weights_2026-12-05.json`` took the best one outright):
 
     python benchmarks/accuracy/pseudo_anomaly_weights.py OUT_FOLDER --models Npgmf_invariant --seed 0 \
         --image-size 128 [--pseudo parts|patches] [--json FILE]
@@ -35,7 +36,7 @@ from rescore_local_score import image_aurocs, weighted_scores
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.metrics import rank_auroc
-from anomalib_npgmf.models.npgmf.pseudo_anomalies import best_weight, median_colour, weight_separations
+from anomalib_npgmf.models.npgmf.pseudo_anomalies import median_colour, switch_weight, weight_separations
 
 KINDS = ("pasted", "erased", "recoloured")
 
@@ -92,7 +93,8 @@ def measure(model: torch.nn.Module, folder: Path, category: str, pseudo: str = "
         raise ValueError(msg)
     rows = pseudo_rows(model, folder, category, pseudo)
     separation = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
-    weight = best_weight(separation, float(model.hparams["invariant_weight"]))  # ties: the configured weight
+    configured = float(model.hparams["invariant_weight"])
+    weight = switch_weight(rows[:, 0], rows[:, 1], rows[:, 2], separation, configured)[0]  # the model's own rule
     trained = net.current_invariant_weight  # the run's own (chosen at fit time, or as built)
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
