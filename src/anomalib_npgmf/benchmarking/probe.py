@@ -98,15 +98,13 @@ class PooledGaussianProbeModel(nn.Module):
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
 
 
-class PooledGaussianProbe(MemoryBankMixin, AnomalibModule):
-    """The probe as an anomalib model (one pass over the training normals, no optimiser), like anomalib's Padim."""
+class OnePassBaseline(MemoryBankMixin, AnomalibModule):
+    """A no-training baseline as an anomalib model, like anomalib's Padim: one pass over the training normals feeds
+    ``model`` (its training-mode forward collects), ``model.fit()`` fits it, its eval forward scores."""
 
     def __init__(
         self,
-        grid: int = 1,
-        dims: int = 256,
-        seed: int = 0,
-        backbone: str = "resnet18",
+        model: nn.Module,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: bool = True,
@@ -115,7 +113,7 @@ class PooledGaussianProbe(MemoryBankMixin, AnomalibModule):
         super().__init__(
             pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
-        self.model = PooledGaussianProbeModel(grid=grid, dims=dims, seed=seed, backbone=backbone)
+        self.model = model
 
     @staticmethod
     def configure_optimizers() -> None:
@@ -123,13 +121,13 @@ class PooledGaussianProbe(MemoryBankMixin, AnomalibModule):
         return
 
     def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
-        """Collect the batch's descriptors."""
+        """Collect the batch."""
         del args, kwargs
         self.model(batch.image)
         return torch.tensor(0.0, requires_grad=True, device=self.device)
 
     def fit(self) -> None:
-        """Fit the Gaussian (called once by anomalib's memory-bank hooks after the training pass)."""
+        """Fit the baseline (called once by anomalib's memory-bank hooks after the training pass)."""
         self.model.fit()
 
     def validation_step(self, batch: Batch, *args: object, **kwargs: object) -> STEP_OUTPUT:
@@ -151,6 +149,24 @@ class PooledGaussianProbe(MemoryBankMixin, AnomalibModule):
     def configure_post_processor() -> PostProcessor:
         """anomalib's default post-processing (score normalisation), as the baselines get."""
         return PostProcessor()
+
+
+class PooledGaussianProbe(OnePassBaseline):
+    """The pooled-Gaussian probe as an anomalib model."""
+
+    def __init__(
+        self,
+        grid: int = 1,
+        dims: int = 256,
+        seed: int = 0,
+        backbone: str = "resnet18",
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: bool = True,
+        visualizer: bool = False,
+    ) -> None:
+        model = PooledGaussianProbeModel(grid=grid, dims=dims, seed=seed, backbone=backbone)
+        super().__init__(model, pre_processor, post_processor, evaluator, visualizer)
 
 
 def probe_builder(grid: int) -> Callable[[int, bool], PooledGaussianProbe]:

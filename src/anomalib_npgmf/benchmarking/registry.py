@@ -146,6 +146,12 @@ def _probe_row(name: str) -> Callable[[int, bool], Any]:
     return build
 
 
+def _part_probe_row(size: int, pretrained: bool) -> Any:
+    from .part_probe import part_probe_builder
+
+    return part_probe_builder()(size, pretrained)
+
+
 PAPER = {
     "variant": "paper",
     "use_global_prior": None,
@@ -237,6 +243,7 @@ def _specs() -> dict[str, ModelSpec]:
         ModelSpec("InpFormer", _vit_row(None)),
         ModelSpec("probe_mean", _probe_row("probe_mean"), iterative=False),  # no-training baseline rows (issue 18)
         ModelSpec("probe_grid2", _probe_row("probe_grid2"), iterative=False),
+        ModelSpec("probe_parts", _part_probe_row, iterative=False),  # parts counted, no network (issue 18)
     ]
     return {spec.name: spec for spec in specs}
 
