@@ -152,8 +152,10 @@ class PartStatisticsProbe(OnePassBaseline):
         evaluator: bool = True,
         visualizer: bool = False,
     ) -> None:
-        model = PartStatisticsProbeModel(kinds=kinds, threshold=threshold, min_area=min_area, seed=seed)
-        super().__init__(model, pre_processor, post_processor, evaluator, visualizer)
+        super().__init__(
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
+        )
+        self.model = PartStatisticsProbeModel(kinds=kinds, threshold=threshold, min_area=min_area, seed=seed)
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:

@@ -100,20 +100,11 @@ class PooledGaussianProbeModel(nn.Module):
 
 class OnePassBaseline(MemoryBankMixin, AnomalibModule):
     """A no-training baseline as an anomalib model, like anomalib's Padim: one pass over the training normals feeds
-    ``model`` (its training-mode forward collects), ``model.fit()`` fits it, its eval forward scores."""
+    ``self.model`` (its training-mode forward collects), ``self.model.fit()`` fits it, its eval forward scores.
+    Subclasses set ``self.model`` after ``super().__init__`` (an init argument would be pickled into the checkpoint's
+    hyperparameters)."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        pre_processor: nn.Module | bool = True,
-        post_processor: nn.Module | bool = True,
-        evaluator: bool = True,
-        visualizer: bool = False,
-    ) -> None:
-        super().__init__(
-            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
-        )
-        self.model = model
+    model: nn.Module
 
     @staticmethod
     def configure_optimizers() -> None:
@@ -165,8 +156,10 @@ class PooledGaussianProbe(OnePassBaseline):
         evaluator: bool = True,
         visualizer: bool = False,
     ) -> None:
-        model = PooledGaussianProbeModel(grid=grid, dims=dims, seed=seed, backbone=backbone)
-        super().__init__(model, pre_processor, post_processor, evaluator, visualizer)
+        super().__init__(
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
+        )
+        self.model = PooledGaussianProbeModel(grid=grid, dims=dims, seed=seed, backbone=backbone)
 
 
 def probe_builder(grid: int) -> Callable[[int, bool], PooledGaussianProbe]:
