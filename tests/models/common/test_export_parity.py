@@ -57,43 +57,46 @@ CASES = [
     # K 256; and configs/npgmf/mvtec_loco_plus.yaml's (both priors, raw embedding)
     Case("npgmf-default-256", "Npgmf", {}),
     Case("npgmf-plus-256", "Npgmf", {"variant": "plus"}),
+    # the plus variant without its priors, on the OCE's stride-1 path (one export for both: each export costs ~11 s)
     Case(
-        "npgmf-plus-256-priors-off", "Npgmf", {"variant": "plus", "use_global_prior": False, "use_patch_prior": False}
+        "npgmf-plus-256-priors-off-strides11",
+        "Npgmf",
+        {"variant": "plus", "use_global_prior": False, "use_patch_prior": False, "oce_strides": (1, 1)},
     ),
-    Case("npgmf-256-strides11", "Npgmf", {"oce_strides": (1, 1)}),
     Case("npgmf-demo-128", "Npgmf", DEMO),  # configs/npgmf/demo_cpu.yaml
     # the test suite's tiny settings, at 64 px (global prior spread over the map) and at 256 px
     Case("npgmf-tiny-64", "Npgmf", {**TINY, "global_in_map": True, "image_size": 64}),
     Case("npgmf-tiny-256", "Npgmf", TINY),
     # image score from the priors only (issue 18): a second blur of the patch map, read by its maximum only
     Case("npgmf-tiny-128-score-priors", "Npgmf", {**TINY, "image_size": 128, "score_parts": ("global", "patch")}),
-    # the local maximum calibrated on normal maxima and weighted (issue 18), with the invariant prior
+    # the invariant prior (issue 18): eight flipped / turned views of a square input, its weight chosen at fit time
+    # (the same graph as a fixed weight's, with the chosen share), with the local maximum calibrated on normal maxima
+    # and weighted
     Case(
-        "npgmf-tiny-128-calibrated-score",
+        "npgmf-tiny-128-invariant-chosen-calibrated",
         "Npgmf",
         {
             **TINY,
             "image_size": 128,
             "use_invariant_prior": True,
+            "choose_invariant_weight": True,
             "calibrated_local_score": True,
             "local_score_weight": 0.25,
         },
     ),
-    # the invariant prior (issue 18): eight flipped / turned views of a square input (its weight chosen at fit time:
-    # the same graph as a fixed weight's, with the chosen share), four of a non-square one (there with the image-level
-    # priors fused by their maximum)
+    # four views of a non-square input, the image-level priors fused by their maximum, and the region prior (issue 18):
+    # per-region Gaussians painted over halves and quarters
     Case(
-        "npgmf-tiny-128-invariant-chosen",
+        "npgmf-tiny-96x128-invariant-max-region",
         "Npgmf",
-        {**TINY, "image_size": 128, "use_invariant_prior": True, "choose_invariant_weight": True},
+        {
+            **TINY,
+            "image_size": (96, 128),
+            "use_invariant_prior": True,
+            "image_level_fusion": "max",
+            "use_region_prior": True,
+        },
     ),
-    Case(
-        "npgmf-tiny-96x128-invariant-max",
-        "Npgmf",
-        {**TINY, "image_size": (96, 128), "use_invariant_prior": True, "image_level_fusion": "max"},
-    ),
-    # the region prior (issue 18): per-region Gaussians painted over halves and quarters of a non-square input
-    Case("npgmf-tiny-96x128-region", "Npgmf", {**TINY, "image_size": (96, 128), "use_region_prior": True}),
     # one branch at a time, and a non-square input
     Case(
         "npgmf-structural-only-96x128",
