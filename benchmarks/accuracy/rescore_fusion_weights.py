@@ -103,15 +103,16 @@ def figures(parts: PartScores, maps: torch.Tensor, scores: torch.Tensor) -> dict
 def rescore(
     model: torch.nn.Module, folder: Path, category: str, choices=DEFAULT_CHOICES
 ) -> dict[str, dict[str, float]]:
-    """{"a,b,c,d": figures} for each choice of ``fusion_weights``, the run's invariant / region weights kept."""
+    """{"a,b,c,d": figures} for each choice of ``fusion_weights``, the run's invariant / region / part weights kept."""
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     parts = part_scores(model, datamodule)
     invariant = model.model.current_invariant_weight  # chosen at fit time, or as built
     region = float(model.hparams.get("region_weight", 0.0))
+    part = float(model.hparams.get("part_weight", 0.0))
     result = {}
     for choice in choices:
-        shares = fusion_shares(choice, invariant, region)
+        shares = fusion_shares(choice, invariant, region, part)
         maps, scores = fused(parts, shares, model.model.score_parts, model.model.local_score_weight)
         result[",".join(f"{weight:g}" for weight in choice)] = figures(parts, maps, scores)
     return result

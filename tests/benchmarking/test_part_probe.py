@@ -9,21 +9,9 @@ import torch
 from anomalib_npgmf.benchmarking import accuracy
 from anomalib_npgmf.benchmarking.part_probe import PartStatisticsProbeModel, image_parts
 
-BACKGROUND = (0.7, 0.65, 0.6)
-PART_COLOUR = (0.3, 0.3, 0.35)
-
-
-def _tray(rng: np.random.Generator, discs: int = 2, bars: int = 1, bar_length: int = 14) -> torch.Tensor:
-    """A 64 px plain tray with ``discs`` 5x5 squares and ``bars`` 2-px-wide bars at random non-touching cells."""
-    image = np.empty((64, 64, 3))
-    image[:] = BACKGROUND
-    cells = rng.permutation(9)[: discs + bars]  # a 3x3 grid of 21-px cells: parts never touch
-    for index, cell in enumerate(cells):
-        top, left = 21 * (cell // 3) + 3, 21 * (cell % 3) + 3
-        height, width = (5, 5) if index < discs else (2, bar_length)
-        image[top : top + height, left : left + width] = PART_COLOUR
-    noise = rng.normal(0.0, 0.01, image.shape)
-    return torch.from_numpy(np.clip(image + noise, 0, 1)).permute(2, 0, 1).float()
+from ..models.npgmf.conftest import TRAY_BACKGROUND as BACKGROUND
+from ..models.npgmf.conftest import TRAY_PART_COLOUR as PART_COLOUR
+from ..models.npgmf.conftest import plain_tray as _tray
 
 
 def _fitted(normals: torch.Tensor, kinds: int = 2) -> PartStatisticsProbeModel:

@@ -24,6 +24,7 @@ FIT_NPGMF = {
     "use_invariant_prior": True,  # off in both variants, on here so that DDP and calibration cover it
     "choose_invariant_weight": True,  # likewise (its pseudo-anomalies' distances are gathered over ranks)
     "use_region_prior": True,  # likewise
+    "use_part_prior": True,  # likewise (its k-means and Gaussian read parts gathered over ranks)
     "calibrated_local_score": True,  # likewise (its quantiles are of maxima gathered over ranks)
     "visualizer": False,
 }

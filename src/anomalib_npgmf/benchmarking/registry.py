@@ -159,6 +159,7 @@ PAPER = {
     "use_invariant_prior": None,
     "choose_invariant_weight": False,
     "use_region_prior": None,
+    "use_part_prior": None,
 }
 # The invariant prior at a fixed weight (its rows before 2026-12-06, when the demo config began to choose the weight)
 FIXED_INVARIANT = {"use_invariant_prior": True, "choose_invariant_weight": False}
@@ -168,8 +169,10 @@ NO_INVARIANT = {"use_invariant_prior": False, "choose_invariant_weight": False}
 
 def _specs() -> dict[str, ModelSpec]:
     npgmf_rows = {
-        "Npgmf": {},  # the demo config: variant plus, invariant prior with its weight chosen at fit time
-        "Npgmf_no_invariant": NO_INVARIANT,  # the demo config to 2026-12-05
+        # the demo config: variant plus, invariant prior with its weight chosen at fit time, part prior at weight 4
+        "Npgmf": {},
+        "Npgmf_no_part": {"use_part_prior": False},  # the demo config to 2026-12-06
+        "Npgmf_no_invariant": {**NO_INVARIANT, "use_part_prior": False},  # the demo config to 2026-12-05
         # the paper's model alone (issue 16); None resets the demo config's explicit switches to the variant's values
         "Npgmf_paper": {**PAPER, "raw_embedding": None},
         "Npgmf_paper_raw": {**PAPER, "raw_embedding": True},
@@ -229,6 +232,9 @@ def _specs() -> dict[str, ModelSpec]:
             "region_weight": 1.0,
         },
         "Npgmf_invariant_region": {**FIXED_INVARIANT, "use_region_prior": True},
+        # issue 18, the part prior at weight 1: the runs its weight was chosen from on box by rescoring
+        # (benchmarks/accuracy/rescore_part_weight.py; the demo config since 2026-12-06 uses the chosen 4)
+        "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

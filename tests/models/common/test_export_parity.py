@@ -84,10 +84,11 @@ CASES = [
             "local_score_weight": 0.25,
         },
     ),
-    # four views of a non-square input, the image-level priors fused by their maximum, and the region prior (issue 18):
-    # per-region Gaussians painted over halves and quarters
+    # four views of a non-square input, the image-level priors fused by their maximum, the region prior (issue 18):
+    # per-region Gaussians painted over halves and quarters, and the part prior (issue 18): parts labelled by
+    # max-pooling, scatter-max and gathers, their moments summed by a scatter-add
     Case(
-        "npgmf-tiny-96x128-invariant-max-region",
+        "npgmf-tiny-96x128-invariant-max-region-part",
         "Npgmf",
         {
             **TINY,
@@ -95,6 +96,7 @@ CASES = [
             "use_invariant_prior": True,
             "image_level_fusion": "max",
             "use_region_prior": True,
+            "use_part_prior": True,
         },
     ),
     # one branch at a time, and a non-square input

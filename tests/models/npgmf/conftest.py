@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,3 +99,20 @@ def trained_npgmf(demo_dataset: tuple[Path, str], tmp_path_factory: pytest.TempP
     )
     metrics = engine.test(model, datamodule=datamodule)[0]
     return TrainedRun(root, category, output, model, engine, datamodule, checkpoint, metrics)
+
+
+TRAY_BACKGROUND = (0.7, 0.65, 0.6)
+TRAY_PART_COLOUR = (0.3, 0.3, 0.35)
+
+
+def plain_tray(rng: np.random.Generator, discs: int = 2, bars: int = 1, bar_length: int = 14) -> torch.Tensor:
+    """A 64 px plain tray with ``discs`` 5x5 squares and ``bars`` 2-px-wide bars at random non-touching cells."""
+    image = np.empty((64, 64, 3))
+    image[:] = TRAY_BACKGROUND
+    cells = rng.permutation(9)[: discs + bars]  # a 3x3 grid of 21-px cells: parts never touch
+    for index, cell in enumerate(cells):
+        top, left = 21 * (cell // 3) + 3, 21 * (cell % 3) + 3
+        height, width = (5, 5) if index < discs else (2, bar_length)
+        image[top : top + height, left : left + width] = TRAY_PART_COLOUR
+    noise = rng.normal(0.0, 0.01, image.shape)
+    return torch.from_numpy(np.clip(image + noise, 0, 1)).permute(2, 0, 1).float()

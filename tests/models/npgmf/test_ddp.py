@@ -26,9 +26,13 @@ STATISTICS = [
     "model.region_prior.precision",
     "model.region_prior.offset",
     "model.region_prior.scale",
+    "model.part_prior.centres",
+    "model.part_prior.scale",
+    "model.part_prior.mean",
+    "model.part_prior.precision",
     *(
         f"model.{norm}_norm.{q}"
-        for norm in ("logical", "structural", "global", "patch", "invariant", "region", "local_score")
+        for norm in ("logical", "structural", "global", "patch", "invariant", "region", "part", "local_score")
         for q in ("q_low", "q_high")
     ),
 ]

@@ -61,7 +61,7 @@ class Npgmf(
             (reverse distillation), fused scores, nothing of ours. ``"plus"``: our additions on top (the global and
             patch normality priors, the invariant and region priors, and the raw OCE embedding beside the codes). Each
             addition is also its own switch (``use_global_prior``, ``use_patch_prior``, ``use_invariant_prior``,
-            ``use_region_prior``, ``raw_embedding``); ``None`` takes the variant's value.
+            ``use_region_prior``, ``use_part_prior``, ``raw_embedding``); ``None`` takes the variant's value.
         backbone: Frozen timm CNN encoder. Paper: ``resnet101``; ``resnet18`` / ``wide_resnet50_2`` for CPUs.
         pre_trained: Use pretrained encoder and CLIP weights (the paper's setting). They are read from local files
             only (``backbone_weights``, ``clip_weights`` or ``$ANOMALIB_NPGMF_WEIGHTS_DIR``); missing files fail at
@@ -119,6 +119,12 @@ class Npgmf(
         region_prior_dim: Moment entries the region prior keeps per region (a seeded random subset).
         region_relative: Paint each region's distance minus the image's median region distance, so an image that
             drifts as a whole is left to the image-level priors (chosen on ``box``; the model README).
+        use_part_prior: A Gaussian of the image's part counts per kind [ours, issue 18, opt-in]: parts are blobs off
+            the image's median colour (a plain background is assumed), grouped into ``part_kinds`` kinds by k-means
+            on the training parts; its distance enters the image score only (``PartNormalityPrior``).
+        part_weight: Its weight in the image score (on the scale of ``fusion_weights``).
+        part_kinds: Part kinds.
+        part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of the maps in pixels of the input (> 0); 4, ReverseDistillation's, suits
@@ -164,6 +170,10 @@ class Npgmf(
         region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
         region_prior_dim: int = 32,
         region_relative: bool = True,
+        use_part_prior: bool | None = None,
+        part_weight: float = 1.0,
+        part_kinds: int = 8,
+        part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         learning_rate: float = 0.005,
@@ -179,6 +189,7 @@ class Npgmf(
             use_patch_prior=use_patch_prior,
             use_invariant_prior=use_invariant_prior,
             use_region_prior=use_region_prior,
+            use_part_prior=use_part_prior,
             raw_embedding=raw_embedding,
         )
         if pre_processor is True:
@@ -221,6 +232,10 @@ class Npgmf(
             region_prior_grids=tuple(tuple(grid) for grid in region_prior_grids),
             region_prior_dim=region_prior_dim,
             region_relative=region_relative,
+            use_part_prior=switches["use_part_prior"],
+            part_weight=part_weight,
+            part_kinds=part_kinds,
+            part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,

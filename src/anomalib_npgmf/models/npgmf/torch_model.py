@@ -23,6 +23,7 @@ from .components import (
     InvariantNormalityPrior,
     MultiScaleBottleneck,
     OneClassEmbedding,
+    PartNormalityPrior,
     PatchNormalityPrior,
     ReconstructionDecoder,
     RegionNormalityPrior,
@@ -32,11 +33,11 @@ from .components import (
 )
 from .pseudo_anomalies import CANDIDATE_WEIGHTS
 
-PARTS = ("logical", "structural", "global", "patch", "invariant", "region")  # the parts normalised and fused
-IMAGE_LEVEL = ("global", "invariant")  # parts with one value per image (a constant map until they are scored)
+PARTS = ("logical", "structural", "global", "patch", "invariant", "region", "part")  # the parts normalised and fused
+IMAGE_LEVEL = ("global", "invariant", "part")  # parts with one value per image (a constant map until they are scored)
 IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image score (issue 18)
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
-FROZEN_PARTS = ("global", "patch", "invariant", "region")
+FROZEN_PARTS = ("global", "patch", "invariant", "region", "part")
 
 
 class LogicalBranch(nn.Module):
@@ -153,6 +154,12 @@ class NpgmfModel(nn.Module):
         region_prior_grids: (rows, columns) of the grids whose regions it scores.
         region_prior_dim: Moment entries it keeps per region.
         region_relative: Paint each region relative to the image's median region (see ``RegionNormalityPrior``).
+        use_part_prior: Add the part normality prior (issue 18) [ours]: an image-level Gaussian of the image's part
+            counts per kind (parts cut by colour from the median colour; see ``PartNormalityPrior``); its distance
+            enters the image score only.
+        part_weight: Its weight in the image score, on the scale of ``fusion_weights``.
+        part_kinds: Part kinds it clusters the training parts into.
+        part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
@@ -200,6 +207,10 @@ class NpgmfModel(nn.Module):
         region_prior_grids: Sequence[Sequence[int]] = ((1, 2), (2, 1), (2, 2)),
         region_prior_dim: int = 32,
         region_relative: bool = True,
+        use_part_prior: bool = False,
+        part_weight: float = 1.0,
+        part_kinds: int = 8,
+        part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
@@ -212,10 +223,12 @@ class NpgmfModel(nn.Module):
         super().__init__()
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
         active |= {"patch": use_patch_prior, "invariant": use_invariant_prior, "region": use_region_prior}
+        active["part"] = use_part_prior
         if not any(active.values()):
-            msg = "one of use_logical / use_structural / use_{global,patch,invariant,region}_prior must be true"
+            msg = "one of use_logical / use_structural / use_{global,patch,invariant,region,part}_prior must be true"
             raise ValueError(msg)
-        for name, weight in (("invariant_weight", invariant_weight), ("region_weight", region_weight)):
+        weights = {"invariant_weight": invariant_weight, "region_weight": region_weight, "part_weight": part_weight}
+        for name, weight in weights.items():
             if weight < 0:
                 msg = f"{name} must be >= 0, got {weight}"
                 raise ValueError(msg)
@@ -290,6 +303,11 @@ class NpgmfModel(nn.Module):
                 dim=region_prior_dim,
                 relative=region_relative,
             )
+        self.part_prior: PartNormalityPrior | None = None
+        if use_part_prior:
+            self.part_prior = PartNormalityPrior(
+                self.input_size, kinds=part_kinds, contrast=part_contrast, num_categories=num_categories
+            )
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
         self.global_norm = QuantileMapNormalizer()
@@ -297,8 +315,10 @@ class NpgmfModel(nn.Module):
         # registered only when used, so checkpoints saved before it existed load unchanged
         self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
         self.region_norm = QuantileMapNormalizer() if use_region_prior else None
-        self.fusion_weights = fusion_shares(fusion_weights, invariant_weight, region_weight)
-        self._weights_built_with = (tuple(fusion_weights), float(region_weight))  # what fusion_shares rescales
+        self.part_norm = QuantileMapNormalizer() if use_part_prior else None
+        self.fusion_weights = fusion_shares(fusion_weights, invariant_weight, region_weight, part_weight)
+        # what fusion_shares rescales when the invariant weight is chosen
+        self._weights_built_with = (tuple(fusion_weights), float(region_weight), float(part_weight))
         self._invariant_weight_built = float(invariant_weight)
         self.choose_invariant_weight = bool(choose_invariant_weight)
         if self.choose_invariant_weight:  # registered only when used, so older checkpoints load unchanged
@@ -319,16 +339,21 @@ class NpgmfModel(nn.Module):
     def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior | RegionNormalityPrior]:
         """The statistics fitted on the normal training images (no gradient): priors and the category router."""
         priors = (self.global_prior, self.patch_prior, self.router, self.invariant_prior, self.region_prior)
-        return [prior for prior in priors if prior is not None]
+        return [prior for prior in (*priors, self.part_prior) if prior is not None]
 
     def prior_samples(self, images: torch.Tensor) -> list[torch.Tensor]:
         """What each of :attr:`image_priors` is fitted on, one row per image (one encoder pass; one more over the
-        images' views when the invariant prior is on)."""
+        images' views when the invariant prior is on; the part prior reads the images themselves)."""
         *levels, _ = self.encoder(images)
-        return [
-            prior.samples(self._view_levels(images) if prior is self.invariant_prior else levels)
-            for prior in self.image_priors
-        ]
+        samples = []
+        for prior in self.image_priors:
+            if prior is self.invariant_prior:
+                samples.append(prior.samples(self._view_levels(images)))
+            elif prior is self.part_prior:
+                samples.append(prior.samples(images))
+            else:
+                samples.append(prior.samples(levels))
+        return samples
 
     def _view_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder levels 2-4 of the images' flips and quarter-turns (what the invariant prior reads)."""
@@ -389,6 +414,9 @@ class NpgmfModel(nn.Module):
             maps["invariant"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
         if self.region_prior is not None and "region" not in skip:
             maps["region"] = self.region_prior(levels, self.input_size, category_index)
+        if self.part_prior is not None and "part" not in skip:
+            distance = self.part_prior(images, category_index)
+            maps["part"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
         return maps
 
     def region_distances(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -468,8 +496,8 @@ class NpgmfModel(nn.Module):
         self._apply_invariant_weight()
 
     def _apply_invariant_weight(self) -> None:
-        fusion_weights, region_weight = self._weights_built_with
-        share = fusion_shares(fusion_weights, float(self.invariant_weight), region_weight)["invariant"]
+        fusion_weights, region_weight, part_weight = self._weights_built_with
+        share = fusion_shares(fusion_weights, float(self.invariant_weight), region_weight, part_weight)["invariant"]
         self.fusion_weights["invariant"] = share
 
     @torch.no_grad()
@@ -484,8 +512,8 @@ class NpgmfModel(nn.Module):
         return {part: self.normalizer(part)(value) for part, value in raw.items()}
 
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
-        """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for the invariant / region prior's when it is
-        off)."""
+        """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for an opt-in prior's (invariant, region, part)
+        when it is off)."""
         return getattr(self, f"{part}_norm")
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -533,14 +561,14 @@ class NpgmfModel(nn.Module):
 
 
 def fusion_shares(
-    fusion_weights: Sequence[float], invariant_weight: float = 0.0, region_weight: float = 0.0
+    fusion_weights: Sequence[float], invariant_weight: float = 0.0, region_weight: float = 0.0, part_weight: float = 0.0
 ) -> dict[str, float]:
     """Each part's share of the fused map / score: every weight divided by the sum of the four map weights (three
     ``fusion_weights`` = older configs: the patch map gets the structural weight). One place for it, so a rescoring
     script sets exactly what building the model with these weights would."""
     map_weights = [*fusion_weights, fusion_weights[1]][:4]
     total = float(sum(map_weights))
-    weights = [*map_weights, float(invariant_weight), float(region_weight)]
+    weights = [*map_weights, float(invariant_weight), float(region_weight), float(part_weight)]
     return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
 
 

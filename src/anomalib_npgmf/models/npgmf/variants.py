@@ -10,6 +10,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
         "use_patch_prior": False,
         "use_invariant_prior": False,
         "use_region_prior": False,
+        "use_part_prior": False,
         "raw_embedding": False,
     },
     "plus": {
@@ -17,6 +18,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
         "use_patch_prior": True,
         "use_invariant_prior": False,
         "use_region_prior": False,
+        "use_part_prior": False,
         "raw_embedding": True,
     },
 }

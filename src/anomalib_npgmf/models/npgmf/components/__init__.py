@@ -7,6 +7,7 @@ from .encoder import FrozenEncoder
 from .global_prior import GlobalNormalityPrior, pooled_descriptor
 from .invariant_prior import InvariantNormalityPrior, symmetric_views, view_count, view_size
 from .oce import MultiScaleBottleneck, OneClassEmbedding
+from .part_prior import PartNormalityPrior
 from .patch_prior import PatchNormalityPrior, patch_features
 from .region_prior import RegionNormalityPrior
 
@@ -18,6 +19,7 @@ __all__ = [
     "InvariantNormalityPrior",
     "MultiScaleBottleneck",
     "OneClassEmbedding",
+    "PartNormalityPrior",
     "PatchNormalityPrior",
     "ReconstructionDecoder",
     "RegionNormalityPrior",

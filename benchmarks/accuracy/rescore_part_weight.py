@@ -1,0 +1,76 @@
+"""Rescore saved Npgmf runs that have the part prior with other ``part_weight`` values, without retraining.
+
+The part prior reads only the images and is fitted once; its weight enters only the image score at inference, so
+one saved run answers for every weight (issue 18: how much part counts should weigh beside the global and invariant
+priors and the local maps' maximum). Per weight: raw logical / structural image AUROC and AU-sPRO, and anomalib's
+pixel AUROC (unchanged by this image-level part; printed as a check).
+
+    python benchmarks/accuracy/rescore_part_weight.py OUT_FOLDER --models Npgmf_part --seed 0 \\
+        [--weights 0 0.5 1 2 4 8] [--json FILE]
+
+Weight 0 is the run without the part prior: the other parts, their normalisation and the training do not depend on
+it (the model README says why), so it is the baseline each row is compared with.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rescore_fusion_weights import figures, fused, part_scores
+
+from anomalib_npgmf.benchmarking import saved_runs
+from anomalib_npgmf.benchmarking.data import loco_datamodule
+from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
+
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS) -> dict[str, dict[str, float]]:
+    """{weight: LOCO figures and pixel AUROC} with the part prior at each weight (on ``fusion_weights``' scale)."""
+    net = model.model
+    if net.part_prior is None:
+        msg = f"{folder}: this run has no part prior (train it with use_part_prior: true)"
+        raise ValueError(msg)
+    datamodule = loco_datamodule(folder / "data", category)
+    datamodule.setup("test")
+    parts = part_scores(model, datamodule)
+    fusion = list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
+    invariant = net.current_invariant_weight
+    region = float(model.hparams.get("region_weight", 0.0))
+    result = {}
+    for weight in weights:
+        shares = fusion_shares(fusion, invariant, region, weight)
+        maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
+        result[f"{weight:g}"] = figures(parts, maps, scores)
+    return result
+
+
+def show(key: str, rows: dict[str, dict[str, float]]) -> None:
+    for weight, row in rows.items():
+        print(f"{key} weight {weight}: " + "  ".join(f"{name} {value:.3f}" for name, value in row.items()), flush=True)
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", nargs="+", type=_weight, default=list(WEIGHTS))
+
+
+def _weight(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        msg = f"--weights takes weights >= 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
+        return rescore(model, folder, category, tuple(arguments.weights))
+
+    return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf_part"], options)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""Part normality prior [ours, issue 18]: a Gaussian over how many parts of each kind an image holds.
+
+Why: on scenes whose parts lie anywhere at any angle (``screws``), the rules are counts, lengths and kinds of loose
+parts. Every feature statistic Npgmf had (per position, per region, pooled over the image, averaged over flips)
+stayed below 0.80 logical image AUROC there, while the no-network ``probe_parts`` baseline, which counts parts, reached
+0.86 (``benchmarking/part_probe.py``). This is that baseline as a part of the model, in operations an exported graph
+holds:
+
+- a pixel belongs to a part when its colour is more than ``contrast`` (RGB in [0, 1]) from the image's median colour;
+- parts are the 8-connected components of those pixels, labelled by the largest pixel index in each, found with
+  max-pooling, a scatter-max and gathers (:func:`component_labels`; no connected-components operator is needed);
+- each part's area, its coordinates' second moments and its summed colour are gathered by one scatter-add over the
+  component labels, giving log area, log length, log width (from the moments' eigenvalues) and mean colour;
+- parts smaller than ``min_area`` are noise; the training normals' parts are clustered into ``kinds`` (k-means);
+- an image is the vector (parts per kind, number of parts, the least typical part's distance to its kind), scored by
+  the Mahalanobis distance to the normal images' Ledoit-Wolf Gaussian of those vectors.
+
+The median-colour cut assumes parts on a plain background (true of the generated scenes, of MVTec LOCO's screw bag
+and pushpins only in part): the prior is opt-in. Images arrive pre-processed; they are mapped back to RGB with
+anomalib's default ImageNet normalisation (Npgmf's pre-processor), which a custom pre-processor must keep.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from .global_prior import checked_category_index, ledoit_wolf_covariance, mahalanobis_squared, precision_from_covariance
+
+PART_FEATURES = 6  # log area, log length, log width, mean R, G, B
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # anomalib's default pre-processor normalises with these
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SMALLEST_VARIANCE = 1e-3  # floor of a part's coordinate variance along an axis (a one-pixel-wide line), px²
+
+
+def to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] from images normalised by anomalib's default pre-processor."""
+    mean = images.new_tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
+    return images * std + mean
+
+
+def median_colour(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 1, 1) per-channel median of each image (the mean of the two middle values for an even count, as
+    numpy's): the background colour of a scene of parts on a plain ground."""
+    values = rgb.flatten(2).sort(dim=2).values
+    count = values.shape[2]
+    middle = values[..., (count - 1) // 2 : count // 2 + 1].mean(dim=2)
+    return middle[..., None, None]
+
+
+def component_labels(foreground: torch.Tensor, rounds: int | None = None) -> torch.Tensor:
+    """(B, H, W) label of each pixel of a (B, H, W) boolean mask: 1 + the largest flat pixel index of its 8-connected
+    component (0 for the background).
+
+    Labels start as each pixel's own 1 + index and only grow, always to a label of the same component. Each round
+    (1) takes the largest label among the 3x3 neighbours (max-pooling inside the mask), (2) hooks: the pixel a label
+    names takes the largest neighbour label of every pixel that holds it (a scatter-max), (3) jumps twice: every pixel
+    takes the label its label's pixel holds (a gather). Plain max-pooling needs as many rounds as the longest path in a
+    part (500 on a generated screw bag's outline); hooking and jumping merge whole trees per round: 5 rounds on every
+    generated scene, 6 on a serpentine through a whole 128 px image (``tests/models/npgmf/test_part_prior.py``).
+    ``rounds`` defaults to log2(H·W), well above that.
+    """
+    batch, height, width = foreground.shape
+    rounds = math.ceil(math.log2(height * width)) if rounds is None else int(rounds)
+    mask = foreground.reshape(batch, -1).float()
+    index = torch.arange(1, height * width + 1, device=foreground.device, dtype=torch.float32)
+    labels = index[None] * mask
+    own = (index.long() - 1)[None].expand(batch, -1)  # background pixels name themselves: no write conflicts
+    for _ in range(rounds):
+        neighbours = F.max_pool2d(labels.reshape(batch, 1, height, width), 3, stride=1, padding=1).reshape(batch, -1)
+        neighbours = neighbours * mask
+        named = torch.where(mask > 0, labels.long() - 1, own)  # the pixel each label names
+        labels = torch.maximum(labels.scatter_reduce(1, named, neighbours, reduce="amax"), neighbours)
+        for _ in range(2):
+            labels = labels.gather(1, torch.where(mask > 0, labels.long() - 1, own)) * mask
+    return labels.reshape(batch, height, width)
+
+
+def part_descriptors(rgb: torch.Tensor, labels: torch.Tensor, min_area: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, 6) descriptors of every label slot and (B, S) which slots are parts (S = H·W + 1; slot ``l`` holds the
+    component labelled ``l``): log area, log of 4x the square roots of the coordinates' covariance eigenvalues (length
+    and width), mean colour."""
+    batch, _, height, width = rgb.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=rgb.device, dtype=rgb.dtype),
+        torch.arange(width, device=rgb.device, dtype=rgb.dtype),
+        indexing="ij",
+    )
+    ys, xs = ys.reshape(1, -1).expand(batch, -1), xs.reshape(1, -1).expand(batch, -1)
+    colours = rgb.flatten(2).transpose(1, 2)  # (B, HW, 3)
+    per_pixel = torch.cat(
+        [
+            torch.ones_like(xs)[..., None],
+            xs[..., None],
+            ys[..., None],
+            (xs * xs)[..., None],
+            (ys * ys)[..., None],
+            (xs * ys)[..., None],
+            colours,
+        ],
+        dim=2,
+    )  # (B, HW, 9)
+    slots = labels.reshape(batch, -1).long()
+    sums = per_pixel.new_zeros(batch, height * width + 1, per_pixel.shape[2])
+    sums = sums.scatter_add(1, slots[..., None].expand(-1, -1, per_pixel.shape[2]), per_pixel)
+    area = sums[..., 0]
+    count = area.clamp_min(1.0)
+    mean_x, mean_y = sums[..., 1] / count, sums[..., 2] / count
+    dof = (area - 1.0).clamp_min(1.0)  # numpy's unbiased covariance
+    var_x = (sums[..., 3] - count * mean_x * mean_x) / dof
+    var_y = (sums[..., 4] - count * mean_y * mean_y) / dof
+    cov_xy = (sums[..., 5] - count * mean_x * mean_y) / dof
+    half_trace = (var_x + var_y) / 2
+    spread = torch.sqrt(((var_x - var_y) / 2) ** 2 + cov_xy**2)
+    tiny = area <= 2  # too few pixels for a covariance: a unit one
+    major = torch.where(tiny, torch.ones_like(area), half_trace + spread).clamp_min(SMALLEST_VARIANCE)
+    minor = torch.where(tiny, torch.ones_like(area), half_trace - spread).clamp_min(SMALLEST_VARIANCE)
+    descriptors = torch.cat(
+        [
+            torch.log(count)[..., None],
+            torch.log(4 * torch.sqrt(major))[..., None],
+            torch.log(4 * torch.sqrt(minor))[..., None],
+            sums[..., 6:] / count[..., None],
+        ],
+        dim=2,
+    )
+    not_background = torch.arange(area.shape[1], device=area.device) > 0  # slot 0 is the background
+    valid = (area >= min_area) & not_background
+    return descriptors, valid
+
+
+class PartNormalityPrior(nn.Module):
+    """Mahalanobis distance of an image's part counts per kind to the normal images' Gaussian (one per category).
+
+    Args:
+        input_size: (H, W) of the images it reads (sets the default smallest part).
+        kinds: Part kinds (k-means clusters of the training normals' parts).
+        contrast: RGB distance (0-1 scale) from the median colour that makes a pixel part of a part.
+        min_area: Smallest part in pixels; ``None``: 4 px at 128x128, scaled with the image's area.
+        max_parts: Parts per image kept for fitting (the largest); counting at inference reads all of them.
+        num_categories: Gaussians held.
+        seed: Seeds k-means.
+    """
+
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        kinds: int = 8,
+        contrast: float = 40 / 255,
+        min_area: int | None = None,
+        max_parts: int = 64,
+        num_categories: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        height, width = (int(side) for side in input_size)
+        if min_area is None:
+            min_area = max(1, round(4 * height * width / 128**2))
+        if kinds < 1 or not 0 < contrast < 1 or min_area < 1 or max_parts < 1:
+            msg = (
+                "the part prior needs part_kinds >= 1, 0 < part_contrast < 1, part_min_area >= 1 and max_parts >= 1, "
+                f"got {kinds}, {contrast}, {min_area}, {max_parts}"
+            )
+            raise ValueError(msg)
+        self.kinds, self.contrast, self.min_area = int(kinds), float(contrast), int(min_area)
+        self.max_parts, self.seed = int(max_parts), int(seed)
+        dim = self.kinds + 2
+        self.register_buffer("centres", torch.zeros(num_categories, self.kinds, PART_FEATURES))
+        self.register_buffer("scale", torch.ones(num_categories, PART_FEATURES))
+        self.register_buffer("mean", torch.zeros(num_categories, dim))
+        self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def num_categories(self) -> int:
+        """Number of category Gaussians."""
+        return int(self.mean.shape[0])
+
+    def parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, 6) part descriptors and (B, S) validity of pre-processed images (:func:`part_descriptors`)."""
+        rgb = to_rgb(images.float())
+        foreground = (rgb - median_colour(rgb)).norm(dim=1) > self.contrast
+        return part_descriptors(rgb, component_labels(foreground), self.min_area)
+
+    def samples(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, max_parts · 7) what :meth:`fit` reads: each image's largest parts as (is part, descriptor) rows."""
+        descriptors, valid = self.parts(images)
+        keep = min(self.max_parts, valid.shape[1])
+        order = torch.where(valid, descriptors[..., 0], torch.full_like(descriptors[..., 0], -1.0)).topk(keep, dim=1)
+        rows = torch.cat([valid.float()[..., None], descriptors], dim=2)
+        chosen = rows.gather(1, order.indices[..., None].expand(-1, -1, rows.shape[2]))
+        if keep < self.max_parts:
+            chosen = F.pad(chosen, (0, 0, 0, self.max_parts - keep))
+        return chosen.flatten(1)
+
+    def image_vectors(self, descriptors: torch.Tensor, valid: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """(B, kinds + 2): parts per kind, number of parts, the least typical part's distance to its kind's centre
+        (in the training parts' spread), each image against its category's kinds."""
+        scaled = descriptors / self.scale[category][:, None, :]
+        distances = torch.cdist(scaled, self.centres[category])  # (B, S, kinds)
+        nearest = distances.amin(dim=2)
+        member = (distances == nearest[..., None]).float() * valid.float()[..., None]
+        counts = member.sum(dim=1)
+        novelty = torch.amax(nearest * valid.float(), dim=1, keepdim=True)
+        return torch.cat([counts, valid.float().sum(dim=1, keepdim=True), novelty], dim=1)
+
+    @torch.no_grad()
+    def fit(self, samples: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
+        """Per category: k-means of the training parts into kinds, then the Gaussian of the images' vectors."""
+        rows = samples.reshape(samples.shape[0], self.max_parts, PART_FEATURES + 1).double().cpu()
+        index = checked_category_index(category_index, rows.shape[0], self.num_categories)
+        for category in range(self.num_categories):
+            images = rows[index == category]
+            valid, descriptors = images[..., 0] > 0.5, images[..., 1:]
+            parts = descriptors[valid]
+            if images.shape[0] < 2 or parts.shape[0] < self.kinds:
+                msg = (
+                    f"the part prior needs >= 2 training images and >= part_kinds={self.kinds} parts per category; "
+                    f"category #{category} has {images.shape[0]} image(s) and {parts.shape[0]} part(s) (parts are "
+                    f"blobs more than part_contrast={self.contrast:.3f} from the median colour, >= {self.min_area} px)"
+                )
+                raise ValueError(msg)
+            scale = parts.std(dim=0, unbiased=False) + 1e-6
+            kmeans = KMeans(self.kinds, n_init=10, random_state=self.seed).fit((parts / scale).numpy())
+            self.scale[category] = scale.to(self.scale.dtype)
+            self.centres[category] = torch.from_numpy(np.asarray(kmeans.cluster_centers_)).to(self.centres.dtype)
+            category_ids = torch.full((images.shape[0],), category, dtype=torch.long)
+            vectors = self.image_vectors(descriptors.float(), valid, category_ids).double()
+            self.mean[category] = vectors.mean(dim=0).to(self.mean.dtype)
+            self.precision[category] = precision_from_covariance(ledoit_wolf_covariance(vectors)).to(
+                self.precision.dtype
+            )
+        self.fitted.fill_(True)
+
+    def forward(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) distance of each pre-processed image to its category's Gaussian (category 0 without an index)."""
+        descriptors, valid = self.parts(images)
+        category = (
+            category_index
+            if category_index is not None
+            else torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+        )
+        centred = self.image_vectors(descriptors, valid, category) - self.mean[category]
+        squared = mahalanobis_squared(centred, self.precision[category])
+        return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(squared.dtype)

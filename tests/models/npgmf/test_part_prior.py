@@ -1,0 +1,121 @@
+"""The part normality prior: parts labelled as OpenCV labels them, measured as the probe measures them, and a
+missing, extra or odd part scored above every normal tray."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from anomalib_npgmf.models.npgmf.components.part_prior import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PartNormalityPrior,
+    component_labels,
+)
+
+from .conftest import TRAY_BACKGROUND, TRAY_PART_COLOUR, fitted_tiny_npgmf, plain_tray
+
+
+def _normalised(rgb: torch.Tensor) -> torch.Tensor:
+    """What Npgmf's default pre-processor gives for RGB images in [0, 1] (at their own size)."""
+    return (rgb - torch.tensor(IMAGENET_MEAN).view(-1, 1, 1)) / torch.tensor(IMAGENET_STD).view(-1, 1, 1)
+
+
+def _same_partition(ours: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether two label maps split the foreground into the same components (label values aside)."""
+    if not np.array_equal(ours > 0, reference > 0):
+        return False
+    pairs = {(int(a), int(b)) for a, b in zip(ours[ours > 0], reference[reference > 0], strict=True)}
+    return len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+def _serpentine(size: int = 128) -> np.ndarray:
+    """One 1-px path snaking through the whole image: the longest path a part of this size can have."""
+    mask = np.zeros((size, size), dtype=bool)
+    mask[::4] = True
+    for top in range(0, size - 4, 8):
+        mask[top : top + 4, -1] = True
+    for top in range(4, size - 4, 8):
+        mask[top : top + 4, 0] = True
+    return mask
+
+
+def test_components_are_opencvs_eight_connected_components():
+    rng = np.random.default_rng(0)
+    masks = [_serpentine()] + [rng.random((128, 128)) < density for density in (0.3, 0.45, 0.6)]
+    for mask in masks:
+        count, reference = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        ours = component_labels(torch.from_numpy(mask)[None])[0].numpy()
+        assert len(np.unique(ours)) == count  # background included on both sides
+        assert _same_partition(ours, reference)
+    assert cv2.connectedComponents(masks[2].astype(np.uint8), connectivity=8)[0] > 50  # many parts, not one blob
+
+
+def test_the_check_can_fail_too_few_rounds_split_the_serpentine():
+    ours = component_labels(torch.from_numpy(_serpentine())[None], rounds=2)[0].numpy()
+    assert len(np.unique(ours)) > 2
+
+
+def test_parts_are_measured_as_the_probe_measures_them():
+    image = np.empty((64, 64, 3))
+    image[:] = TRAY_BACKGROUND
+    image[5:10, 5:10] = TRAY_PART_COLOUR  # 25 px square
+    image[30:32, 10:40] = TRAY_PART_COLOUR  # 60 px bar, 30 long
+    image[50, 50] = TRAY_PART_COLOUR  # a 1 px speck: below min_area
+    prior = PartNormalityPrior((64, 64), min_area=4)
+    descriptors, valid = prior.parts(_normalised(torch.from_numpy(image).permute(2, 0, 1).float())[None])
+    parts = descriptors[0][valid[0]].double().numpy()
+    parts = parts[np.argsort(parts[:, 0])]
+    assert parts.shape == (2, 6)
+    assert np.allclose(np.exp(parts[:, 0]), [25, 60], rtol=1e-5)
+    bar_ys, bar_xs = np.nonzero(image[..., 0] == TRAY_PART_COLOUR[0])
+    keep = (bar_ys >= 30) & (bar_ys < 32)  # the bar's pixels only
+    expected = np.sqrt(np.linalg.eigvalsh(np.cov(np.stack([bar_xs[keep], bar_ys[keep]]).astype(float)))[::-1])
+    assert np.allclose(np.exp(parts[1, 1:3]), 4 * expected, rtol=1e-4)
+    assert np.allclose(parts[:, 3:], TRAY_PART_COLOUR, atol=1e-5)
+
+
+def _fitted(normals: torch.Tensor, kinds: int = 2) -> PartNormalityPrior:
+    prior = PartNormalityPrior((64, 64), kinds=kinds, min_area=4)
+    prior.fit(prior.samples(_normalised(normals)))
+    return prior
+
+
+def test_a_missing_extra_or_odd_part_scores_above_every_normal_tray():
+    rng = np.random.default_rng(0)
+    prior = _fitted(torch.stack([plain_tray(rng) for _ in range(40)]))
+    normal = prior(_normalised(torch.stack([plain_tray(rng) for _ in range(12)])))
+    assert normal.std() > 0  # normal trays differ, so the ranking below is not a tie
+    odd = [plain_tray(rng, discs=1), plain_tray(rng, discs=3), plain_tray(rng, bars=2), plain_tray(rng, bar_length=7)]
+    scores = prior(_normalised(torch.stack(odd)))
+    assert scores.min() > normal.max(), (scores, normal.max())
+
+
+def test_unfitted_prior_scores_zero_and_bad_settings_or_partless_images_are_refused():
+    prior = PartNormalityPrior((64, 64))
+    assert torch.equal(prior(_normalised(plain_tray(np.random.default_rng(2))[None])), torch.zeros(1))
+    with pytest.raises(ValueError, match="part_kinds >= 1"):
+        PartNormalityPrior((64, 64), kinds=0)
+    with pytest.raises(ValueError, match="part_contrast"):
+        PartNormalityPrior((64, 64), contrast=1.5)
+    plain = torch.empty(4, 3, 64, 64)
+    plain[:] = torch.tensor(TRAY_BACKGROUND).view(-1, 1, 1)
+    with pytest.raises(ValueError, match=r"0 part\(s\)"):
+        prior.fit(prior.samples(_normalised(plain)))
+
+
+def test_npgmf_adds_the_part_distance_to_the_image_score_only():
+    """The same model with and without the part prior: scores differ by exactly the part's share of its normalised
+    distance, maps not at all (it is an image-level part)."""
+    rng = np.random.default_rng(3)
+    trays = torch.nn.functional.interpolate(torch.stack([plain_tray(rng) for _ in range(6)]), size=64)
+    without, with_part = fitted_tiny_npgmf(), fitted_tiny_npgmf(use_part_prior=True, part_weight=2.0, part_kinds=2)
+    with torch.no_grad():
+        base, scored = without.model(without.pre_processor(trays)), with_part.model(with_part.pre_processor(trays))
+        distance = with_part.model.part_prior(with_part.pre_processor(trays))
+    assert distance.std() > 0
+    share = with_part.model.fusion_weights["part"]
+    expected = base.pred_score + share * with_part.model.part_norm(distance)
+    assert share == pytest.approx(2.0 / 4.0)
+    assert torch.allclose(scored.pred_score, expected, atol=1e-5)
+    assert torch.allclose(scored.anomaly_map, base.anomaly_map)
