@@ -6,19 +6,21 @@ priors and the local maps' maximum). Per weight: raw logical / structural image 
 pixel AUROC (unchanged by this image-level part; printed as a check).
 
     python benchmarks/accuracy/rescore_part_weight.py OUT_FOLDER --models Npgmf_part --seed 0 \\
-        [--weights 0 0.5 1 2 4 8] [--json FILE]
+        [--weights 0 0.5 1 2 4 8] [--by-kind] [--json FILE]
 
 Weight 0 is the run without the part prior: the other parts, their normalisation and the training do not depend on
 it (the model README says why), so it is the baseline each row is compared with.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from per_defect_kind import per_kind
 from rescore_fusion_weights import figures, fused, part_scores
 
 from anomalib_npgmf.benchmarking import saved_runs
@@ -28,8 +30,11 @@ from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS) -> dict[str, dict[str, float]]:
-    """{weight: LOCO figures and pixel AUROC} with the part prior at each weight (on ``fusion_weights``' scale)."""
+def rescore(
+    model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS, by_kind: bool = False
+) -> dict[str, dict[str, float]]:
+    """{weight: LOCO figures and pixel AUROC} with the part prior at each weight (on ``fusion_weights``' scale);
+    ``by_kind``: also each defect kind's image AUROC against the good test images (``kind <name>``)."""
     net = model.model
     if net.part_prior is None:
         msg = f"{folder}: this run has no part prior (train it with use_part_prior: true)"
@@ -45,7 +50,21 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS
         shares = fusion_shares(fusion, invariant, region, weight)
         maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
         result[f"{weight:g}"] = figures(parts, maps, scores)
+        if by_kind:
+            result[f"{weight:g}"] |= kind_aurocs(folder, category, parts.scored.results.image_paths, scores)
     return result
+
+
+def kind_aurocs(folder: Path, category: str, paths: list[str], scores: torch.Tensor) -> dict[str, float]:
+    """``{"kind <defect kind>": image AUROC against the good test images}``, the kinds read from the generated
+    ``defect_types.json`` (as ``per_defect_kind.py`` reads them)."""
+    types = json.loads((folder / "data" / category / "defect_types.json").read_text())
+    kinds = {"/".join(Path(image).parts[-2:]): kind for image, kind in types.items()}
+    keyed = {
+        f"{Path(path).parent.name}/{Path(path).stem}": {"score": float(score)}
+        for path, score in zip(paths, scores, strict=True)
+    }
+    return {f"kind {kind}": auroc for kind, auroc in per_kind(keyed, kinds)["score"].items()}
 
 
 def show(key: str, rows: dict[str, dict[str, float]]) -> None:
@@ -55,6 +74,7 @@ def show(key: str, rows: dict[str, dict[str, float]]) -> None:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=_weight, default=list(WEIGHTS))
+    parser.add_argument("--by-kind", action="store_true", help="also each defect kind's image AUROC")
 
 
 def _weight(text: str) -> float:
@@ -67,7 +87,7 @@ def _weight(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
-        return rescore(model, folder, category, tuple(arguments.weights))
+        return rescore(model, folder, category, tuple(arguments.weights), arguments.by_kind)
 
     return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf_part"], options)
 

@@ -40,13 +40,17 @@ def _figures(model, root: Path) -> dict[str, float]:
 
 def test_a_weight_rescored_equals_building_with_it_and_zero_equals_no_part_prior(script, data_root: Path):
     rescored = fitted_tiny_npgmf(**PART)  # part_weight 1
-    figures = script.rescore(rescored, data_root, "demo_box", weights=(0.0, 4.0))
+    figures = script.rescore(rescored, data_root, "demo_box", weights=(0.0, 4.0), by_kind=True)
     built = _figures(fitted_tiny_npgmf(**PART, part_weight=4.0), data_root)
     without = _figures(fitted_tiny_npgmf(), data_root)
     for weight, expected in (("4", built), ("0", without)):
         for name in ("image_AUROC", "AU-sPRO"):
             assert figures[weight][f"logical {name}"] == pytest.approx(float(expected[name]), abs=1e-6), weight
     assert figures["0"] != figures["4"]  # the weight reaches the scores
+    # per defect kind (--by-kind): every logical kind pooled against the good images is LOCO's logical image AUROC
+    kinds = [name for name in figures["4"] if name.startswith("kind ") and "(all" not in name]
+    assert len(kinds) >= 2
+    assert figures["4"]["kind (all logical)"] == pytest.approx(figures["4"]["logical image_AUROC"], abs=1e-9)
 
 
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):

@@ -81,7 +81,23 @@ def mahalanobis_squared(centred: torch.Tensor, precision: torch.Tensor) -> torch
     return ((centred.unsqueeze(-2) @ precision).squeeze(-2) * centred).sum(dim=-1)
 
 
-class GlobalNormalityPrior(nn.Module):
+class CategoryGaussians(nn.Module):
+    """One Gaussian (mean, precision) per category of an image-level descriptor, and whether they are fitted: the
+    buffers an image-level prior scores by, in one place."""
+
+    def __init__(self, num_categories: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_categories, dim))
+        self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def num_categories(self) -> int:
+        """Number of category Gaussians."""
+        return int(self.mean.shape[0])
+
+
+class GlobalNormalityPrior(CategoryGaussians):
     """Mahalanobis distance of an image's pooled features to the normal images' Gaussian (one per category).
 
     With several categories (one model for many) each category has its own Gaussian; an image's distance is the one
@@ -110,24 +126,16 @@ class GlobalNormalityPrior(nn.Module):
         max_dim: int = 2048,
         width: int | None = None,
     ) -> None:
-        super().__init__()
         if grid < 1 or max_dim < 1:
             msg = f"global prior needs grid >= 1 and max_dim >= 1, got {grid} and {max_dim}"
             raise ValueError(msg)
-        self.grid = int(grid)
-        full = int(width) if width is not None else self.grid**2 * int(sum(level_channels))
+        full = int(width) if width is not None else int(grid) ** 2 * int(sum(level_channels))
         dim = min(full, int(max_dim))
+        super().__init__(num_categories, dim)
+        self.grid = int(grid)
         generator = torch.Generator().manual_seed(0)
         index = torch.arange(full) if dim == full else torch.randperm(full, generator=generator)[:dim].sort().values
         self.register_buffer("feature_index", index)
-        self.register_buffer("mean", torch.zeros(num_categories, dim))
-        self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
-        self.register_buffer("fitted", torch.tensor(False))
-
-    @property
-    def num_categories(self) -> int:
-        """Number of category Gaussians."""
-        return int(self.mean.shape[0])
 
     def descriptor(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, D) descriptor of each image (what :meth:`fit` is fitted on)."""

@@ -26,10 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
-from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from .global_prior import checked_category_index, ledoit_wolf_covariance, mahalanobis_squared, precision_from_covariance
+from .global_prior import (
+    CategoryGaussians,
+    checked_category_index,
+    ledoit_wolf_covariance,
+    mahalanobis_squared,
+    precision_from_covariance,
+)
 
 PART_FEATURES = 6  # log area, log length, log width, mean R, G, B
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # anomalib's default pre-processor normalises with these
@@ -134,7 +139,7 @@ def part_descriptors(rgb: torch.Tensor, labels: torch.Tensor, min_area: int) -> 
     return descriptors, valid
 
 
-class PartNormalityPrior(nn.Module):
+class PartNormalityPrior(CategoryGaussians):
     """Mahalanobis distance of an image's part counts per kind to the normal images' Gaussian (one per category).
 
     Args:
@@ -157,7 +162,6 @@ class PartNormalityPrior(nn.Module):
         num_categories: int = 1,
         seed: int = 0,
     ) -> None:
-        super().__init__()
         height, width = (int(side) for side in input_size)
         if min_area is None:
             min_area = max(1, round(4 * height * width / 128**2))
@@ -167,19 +171,11 @@ class PartNormalityPrior(nn.Module):
                 f"got {kinds}, {contrast}, {min_area}, {max_parts}"
             )
             raise ValueError(msg)
+        super().__init__(num_categories, int(kinds) + 2)
         self.kinds, self.contrast, self.min_area = int(kinds), float(contrast), int(min_area)
         self.max_parts, self.seed = int(max_parts), int(seed)
-        dim = self.kinds + 2
         self.register_buffer("centres", torch.zeros(num_categories, self.kinds, PART_FEATURES))
         self.register_buffer("scale", torch.ones(num_categories, PART_FEATURES))
-        self.register_buffer("mean", torch.zeros(num_categories, dim))
-        self.register_buffer("precision", torch.eye(dim).repeat(num_categories, 1, 1))
-        self.register_buffer("fitted", torch.tensor(False))
-
-    @property
-    def num_categories(self) -> int:
-        """Number of category Gaussians."""
-        return int(self.mean.shape[0])
 
     def parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, 6) part descriptors and (B, S) validity of pre-processed images (:func:`part_descriptors`)."""
