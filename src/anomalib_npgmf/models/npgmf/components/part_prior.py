@@ -16,8 +16,9 @@ holds:
   the Mahalanobis distance to the normal images' Ledoit-Wolf Gaussian of those vectors.
 
 The median-colour cut assumes parts on a plain background (true of the generated scenes, of MVTec LOCO's screw bag
-and pushpins only in part): the prior is opt-in. Images arrive pre-processed; they are mapped back to RGB with
-anomalib's default ImageNet normalisation (Npgmf's pre-processor), which a custom pre-processor must keep.
+and pushpins only in part): the prior is off in both variants and on in the CPU demo config only. Images arrive
+pre-processed; they are mapped back to RGB with anomalib's default ImageNet normalisation (Npgmf's pre-processor),
+which a custom pre-processor must keep.
 """
 
 import math
@@ -67,11 +68,12 @@ def component_labels(foreground: torch.Tensor, rounds: int | None = None) -> tor
     names takes the largest neighbour label of every pixel that holds it (a scatter-max), (3) jumps twice: every pixel
     takes the label its label's pixel holds (a gather). Plain max-pooling needs as many rounds as the longest path in a
     part (500 on a generated screw bag's outline); hooking and jumping merge whole trees per round: 5 rounds on every
-    generated scene, 6 on a serpentine through a whole 128 px image (``tests/models/npgmf/test_part_prior.py``).
-    ``rounds`` defaults to log2(H·W), well above that.
+    generated scene at 128 px; a serpentine through a whole image needs 5 / 6 / 7 at 64 / 128 / 256 px, one more per
+    doubling (``tests/models/npgmf/test_part_prior.py``). ``rounds`` defaults to log2 of the longer side plus 2 (9 at
+    128 px): three rounds above every shape measured.
     """
     batch, height, width = foreground.shape
-    rounds = math.ceil(math.log2(height * width)) if rounds is None else int(rounds)
+    rounds = math.ceil(math.log2(max(height, width))) + 2 if rounds is None else int(rounds)
     mask = foreground.reshape(batch, -1).float()
     index = torch.arange(1, height * width + 1, device=foreground.device, dtype=torch.float32)
     labels = index[None] * mask
