@@ -1,5 +1,6 @@
 """A tiny trained Npgmf shared by the integration tests of this folder (trained once per session)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,14 +106,26 @@ TRAY_BACKGROUND = (0.7, 0.65, 0.6)
 TRAY_PART_COLOUR = (0.3, 0.3, 0.35)
 
 
-def plain_tray(rng: np.random.Generator, discs: int = 2, bars: int = 1, bar_length: int = 14) -> torch.Tensor:
-    """A 64 px plain tray with ``discs`` 5x5 squares and ``bars`` 2-px-wide bars at random non-touching cells."""
+def plain_tray(
+    rng: np.random.Generator,
+    discs: int = 2,
+    bars: int = 1,
+    bar_length: int | Sequence[int] = 14,
+    shade: float = 0.0,
+) -> torch.Tensor:
+    """A 64 px plain tray with ``discs`` 5x5 squares and ``bars`` 2-px-wide bars at random non-touching cells.
+
+    ``bar_length``: one length for every bar, or one per bar; ``shade``: each part's colour is moved by a uniform
+    draw in [-shade, shade] (the same on every channel), as the generated scenes shade their parts.
+    """
+    lengths = [bar_length] * bars if isinstance(bar_length, int) else list(bar_length)
     image = np.empty((64, 64, 3))
     image[:] = TRAY_BACKGROUND
     cells = rng.permutation(9)[: discs + bars]  # a 3x3 grid of 21-px cells: parts never touch
     for index, cell in enumerate(cells):
         top, left = 21 * (cell // 3) + 3, 21 * (cell % 3) + 3
-        height, width = (5, 5) if index < discs else (2, bar_length)
-        image[top : top + height, left : left + width] = TRAY_PART_COLOUR
+        height, width = (5, 5) if index < discs else (2, lengths[index - discs])
+        colour = np.asarray(TRAY_PART_COLOUR) + (rng.uniform(-shade, shade) if shade else 0.0)
+        image[top : top + height, left : left + width] = colour
     noise = rng.normal(0.0, 0.01, image.shape)
     return torch.from_numpy(np.clip(image + noise, 0, 1)).permute(2, 0, 1).float()

@@ -28,6 +28,7 @@ STATISTICS = [
     "model.region_prior.scale",
     "model.part_prior.centres",
     "model.part_prior.scale",
+    "model.part_prior.spread",
     "model.part_prior.mean",
     "model.part_prior.precision",
     *(

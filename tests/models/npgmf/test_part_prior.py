@@ -1,11 +1,12 @@
 """The part normality prior: parts labelled as OpenCV labels them, measured as the probe measures them, and a
-missing, extra or odd part scored above every normal tray."""
+missing, extra, swapped or odd part scored above every normal tray."""
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from anomalib_npgmf.models.npgmf.components import part_prior
 from anomalib_npgmf.models.npgmf.components.part_prior import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -91,6 +92,70 @@ def test_a_missing_extra_or_odd_part_scores_above_every_normal_tray():
     assert scores.min() > normal.max(), (scores, normal.max())
 
 
+def _trays(rng: np.random.Generator, count: int, **layout) -> torch.Tensor:
+    return _normalised(torch.stack([plain_tray(rng, **layout) for _ in range(count)]))
+
+
+def _shaded_trays(rng: np.random.Generator, count: int, discs: int, bars: int) -> torch.Tensor:
+    """Parts shaded by ±0.2 (on a 0.4 contrast), bars 13-15 px long."""
+    return torch.cat(
+        [
+            _trays(rng, 1, discs=discs, bars=bars, bar_length=[int(n) for n in rng.integers(13, 16, bars)], shade=0.2)
+            for _ in range(count)
+        ]
+    )
+
+
+def _swap_margin() -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal trays' and disc-for-bar swapped trays' (same total) scores, six kinds fitted on 40 trays."""
+    rng = np.random.default_rng(4)
+    prior = PartNormalityPrior((64, 64), kinds=6, min_area=4)
+    prior.fit(prior.samples(_shaded_trays(rng, 40, 2, 2)))
+    normal = prior(_shaded_trays(rng, 12, 2, 2))
+    return normal, prior(torch.cat([_shaded_trays(rng, 3, 3, 1), _shaded_trays(rng, 3, 1, 3)]))
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # 4 distinct shapes for 6 kinds: on purpose
+def test_kinds_are_shapes_so_a_swapped_kind_stands_clear_of_shaded_normals(monkeypatch: pytest.MonkeyPatch):
+    """More kinds than shapes, parts shaded: clustered by shape, the discs (all one shape) are one kind counted 2 on
+    every normal tray, and a swap scores over twice the highest normal tray. Clustered on colour too, shapes split by
+    shade, the counts per kind vary from tray to tray and the swap hides among them (the check fails)."""
+    normal, swapped = _swap_margin()
+    assert normal.std() > 0
+    assert swapped.min() > 2 * normal.max(), (swapped, normal.max())
+    monkeypatch.setattr(part_prior, "SHAPE_FEATURES", part_prior.PART_FEATURES)
+    normal, swapped = _swap_margin()
+    assert swapped.min() <= 2 * normal.max(), (swapped, normal.max())
+
+
+def _two_bar_trays(rng: np.random.Generator, count: int, long_bar: tuple[int, int]) -> torch.Tensor:
+    """A disc, a short bar (6-7 px) and a bar of a length drawn from ``long_bar`` (end excluded)."""
+    return torch.cat(
+        [
+            _trays(rng, 1, discs=1, bars=2, bar_length=(int(rng.integers(6, 8)), int(rng.integers(*long_bar))))
+            for _ in range(count)
+        ]
+    )
+
+
+def _odd_length_scores(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    normals = _two_bar_trays(rng, 40, (16, 19))
+    prior = PartNormalityPrior((64, 64), kinds=3, min_area=4)
+    prior.fit(prior.samples(normals))
+    return prior(_two_bar_trays(rng, 12, (16, 19))), prior(_two_bar_trays(rng, 6, (11, 13)))
+
+
+def test_a_bar_between_the_two_bar_lengths_is_far_in_its_kinds_spread(monkeypatch: pytest.MonkeyPatch):
+    """The odd bar (11-12 px) is close to both bar kinds in the spread of all parts, but many of its nearest kind's
+    own spreads away; with one spread for every kind (a floor as large as all parts' spread) it hides."""
+    normal, odd = _odd_length_scores(np.random.default_rng(5))
+    assert normal.std() > 0
+    assert odd.min() > normal.max(), (odd, normal.max())
+    monkeypatch.setattr(part_prior, "SPREAD_FLOOR", 1.0)
+    normal, odd = _odd_length_scores(np.random.default_rng(5))
+    assert odd.min() <= normal.max()  # the check above can fail
+
+
 def test_unfitted_prior_scores_zero_and_bad_settings_or_partless_images_are_refused():
     prior = PartNormalityPrior((64, 64))
     assert torch.equal(prior(_normalised(plain_tray(np.random.default_rng(2))[None])), torch.zeros(1))
@@ -119,3 +184,11 @@ def test_npgmf_adds_the_part_distance_to_the_image_score_only():
     assert share == pytest.approx(2.0 / 4.0)
     assert torch.allclose(scored.pred_score, expected, atol=1e-5)
     assert torch.allclose(scored.anomaly_map, base.anomaly_map)
+
+
+def test_a_part_prior_fitted_before_kinds_had_their_own_spread_is_refused_by_name():
+    prior = PartNormalityPrior((64, 64))
+    state = {key: value for key, value in prior.state_dict().items() if key != "spread"}
+    with pytest.raises(ValueError, match="before 2026-12-07"):
+        PartNormalityPrior((64, 64)).load_state_dict(state)
+    PartNormalityPrior((64, 64)).load_state_dict(prior.state_dict())  # today's loads

@@ -11,9 +11,18 @@ holds:
   max-pooling, a scatter-max and gathers (:func:`component_labels`; no connected-components operator is needed);
 - each part's area, its coordinates' second moments and its summed colour are gathered by one scatter-add over the
   component labels, giving log area, log length, log width (from the moments' eigenvalues) and mean colour;
-- parts smaller than ``min_area`` are noise; the training normals' parts are clustered into ``kinds`` (k-means);
-- an image is the vector (parts per kind, number of parts, the least typical part's distance to its kind), scored by
-  the Mahalanobis distance to the normal images' Ledoit-Wolf Gaussian of those vectors.
+- parts smaller than ``min_area`` are noise; the training normals' parts are clustered into ``kinds`` (k-means) by
+  their shape alone (log area, length, width): colour is what a kind is checked for, not what makes one;
+- each kind keeps its parts' spread per feature, and a part is as typical as its distance to the nearest kind in that
+  kind's own spread;
+- an image is the vector (parts per kind among its ``max_parts`` largest, number of parts, the least typical part's
+  distance), scored by the Mahalanobis distance to the normal images' Ledoit-Wolf Gaussian of those vectors.
+
+Why shapes and per-kind spreads (issue 18's per-defect-kind analysis on ``screws``; the prior alone, 128 px, data
+seeds 0 / 1, ``benchmarks/accuracy/part_prior_alone.py``): clustered on colour too, k-means split kinds by their
+parts' ±8 shade and merged long and short bolts, so a swapped kind or an odd bolt hid inside some kind (wrong-kind /
+wrong-length AUROC 0.65 / 0.73; 0.98 / 1.00 by shape). A kind's own spread makes a bolt between the two bolt lengths
+many spreads away from both (``tests/models/npgmf/test_part_prior.py`` shows one spread for all kinds hiding it).
 
 The median-colour cut assumes parts on a plain background (true of the generated scenes, of MVTec LOCO's screw bag
 and pushpins only in part): the prior is off in both variants and on in the CPU demo config only. Images arrive
@@ -38,6 +47,8 @@ from .global_prior import (
 )
 
 PART_FEATURES = 6  # log area, log length, log width, mean R, G, B
+SHAPE_FEATURES = 3  # the first three: what kinds are clustered on
+SPREAD_FLOOR = 0.05  # smallest spread of a kind per feature, in units of all parts' spread (a kind of identical parts)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # anomalib's default pre-processor normalises with these
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALLEST_VARIANCE = 1e-3  # floor of a part's coordinate variance along an axis (a one-pixel-wide line), px²
@@ -146,10 +157,10 @@ class PartNormalityPrior(CategoryGaussians):
 
     Args:
         input_size: (H, W) of the images it reads (sets the default smallest part).
-        kinds: Part kinds (k-means clusters of the training normals' parts).
+        kinds: Part kinds (k-means clusters of the training normals' parts, by shape).
         contrast: RGB distance (0-1 scale) from the median colour that makes a pixel part of a part.
         min_area: Smallest part in pixels; ``None``: 4 px at 128x128, scaled with the image's area.
-        max_parts: Parts per image kept for fitting (the largest); counting at inference reads all of them.
+        max_parts: Parts per image sorted into kinds (the largest; the number of parts counts all of them).
         num_categories: Gaussians held.
         seed: Seeds k-means.
     """
@@ -178,6 +189,19 @@ class PartNormalityPrior(CategoryGaussians):
         self.max_parts, self.seed = int(max_parts), int(seed)
         self.register_buffer("centres", torch.zeros(num_categories, self.kinds, PART_FEATURES))
         self.register_buffer("scale", torch.ones(num_categories, PART_FEATURES))
+        self.register_buffer("spread", torch.ones(num_categories, self.kinds, PART_FEATURES))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        """Refuse, by name, a checkpoint fitted before kinds had their own spread (its kinds were clustered on colour
+        too; scoring it with this code would be silently wrong)."""
+        if f"{prefix}centres" in state_dict and f"{prefix}spread" not in state_dict:
+            msg = (
+                f"this checkpoint's part prior ({prefix.rstrip('.')}) was fitted by anomalib-npgmf before 2026-12-07, "
+                "when part kinds were clustered on colour as well as shape and had no spread of their own; fit the "
+                "model again (anomalib train / engine.fit) to use it with this version"
+            )
+            raise ValueError(msg)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, 6) part descriptors and (B, S) validity of pre-processed images (:func:`part_descriptors`)."""
@@ -185,32 +209,46 @@ class PartNormalityPrior(CategoryGaussians):
         foreground = (rgb - median_colour(rgb)).norm(dim=1) > self.contrast
         return part_descriptors(rgb, component_labels(foreground), self.min_area)
 
-    def samples(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, max_parts · 7) what :meth:`fit` reads: each image's largest parts as (is part, descriptor) rows."""
+    def largest_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, max_parts, 6) descriptors of each image's largest parts, (B, max_parts) which rows are parts, and (B,)
+        the number of parts (all of them): the kinds are read from a few dozen rows, not from all H·W label slots."""
         descriptors, valid = self.parts(images)
         keep = min(self.max_parts, valid.shape[1])
-        order = torch.where(valid, descriptors[..., 0], torch.full_like(descriptors[..., 0], -1.0)).topk(keep, dim=1)
-        rows = torch.cat([valid.float()[..., None], descriptors], dim=2)
-        chosen = rows.gather(1, order.indices[..., None].expand(-1, -1, rows.shape[2]))
+        area = torch.where(valid, descriptors[..., 0], torch.full_like(descriptors[..., 0], -1.0))
+        order = area.topk(keep, dim=1).indices
+        chosen = descriptors.gather(1, order[..., None].expand(-1, -1, descriptors.shape[2]))
+        chosen_valid = valid.gather(1, order)
         if keep < self.max_parts:
             chosen = F.pad(chosen, (0, 0, 0, self.max_parts - keep))
-        return chosen.flatten(1)
+            chosen_valid = F.pad(chosen_valid, (0, self.max_parts - keep))
+        return chosen, chosen_valid, valid.float().sum(dim=1)
 
-    def image_vectors(self, descriptors: torch.Tensor, valid: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        """(B, kinds + 2): parts per kind, number of parts, the least typical part's distance to its kind's centre
-        (in the training parts' spread), each image against its category's kinds."""
+    def samples(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + max_parts · 7) what :meth:`fit` reads: the number of parts, then each image's largest parts as
+        (is part, descriptor) rows."""
+        descriptors, valid, count = self.largest_parts(images)
+        rows = torch.cat([valid.float()[..., None], descriptors], dim=2)
+        return torch.cat([count[:, None], rows.flatten(1)], dim=1)
+
+    def image_vectors(
+        self, descriptors: torch.Tensor, valid: torch.Tensor, count: torch.Tensor, category: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, kinds + 2): parts per kind (the nearest kind by shape, as k-means sorts them), number of parts, and the
+        least typical part's distance to its nearest kind in that kind's spread, each image against its category's."""
         scaled = descriptors / self.scale[category][:, None, :]
-        distances = torch.cdist(scaled, self.centres[category])  # (B, S, kinds)
-        nearest = distances.amin(dim=2)
-        member = (distances == nearest[..., None]).float() * valid.float()[..., None]
-        counts = member.sum(dim=1)
-        novelty = torch.amax(nearest * valid.float(), dim=1, keepdim=True)
-        return torch.cat([counts, valid.float().sum(dim=1, keepdim=True), novelty], dim=1)
+        offsets = scaled[:, :, None, :] - self.centres[category][:, None]  # (B, P, kinds, 6)
+        shape_distance = offsets[..., :SHAPE_FEATURES].pow(2).sum(dim=3)
+        member = (shape_distance == shape_distance.amin(dim=2, keepdim=True)).float() * valid.float()[..., None]
+        typicality = (offsets / self.spread[category][:, None]).norm(dim=3).amin(dim=2)
+        novelty = torch.amax(typicality * valid.float(), dim=1, keepdim=True)
+        return torch.cat([member.sum(dim=1), count[:, None], novelty], dim=1)
 
     @torch.no_grad()
     def fit(self, samples: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
-        """Per category: k-means of the training parts into kinds, then the Gaussian of the images' vectors."""
-        rows = samples.reshape(samples.shape[0], self.max_parts, PART_FEATURES + 1).double().cpu()
+        """Per category: k-means of the training parts' shapes into kinds, each kind's spread, then the Gaussian of
+        the images' vectors."""
+        samples = samples.double().cpu()
+        counts, rows = samples[:, 0], samples[:, 1:].reshape(samples.shape[0], self.max_parts, PART_FEATURES + 1)
         index = checked_category_index(category_index, rows.shape[0], self.num_categories)
         for category in range(self.num_categories):
             images = rows[index == category]
@@ -224,25 +262,33 @@ class PartNormalityPrior(CategoryGaussians):
                 )
                 raise ValueError(msg)
             scale = parts.std(dim=0, unbiased=False) + 1e-6
-            kmeans = KMeans(self.kinds, n_init=10, random_state=self.seed).fit((parts / scale).numpy())
+            scaled = parts / scale
+            kinds = KMeans(self.kinds, n_init=10, random_state=self.seed).fit(scaled[:, :SHAPE_FEATURES].numpy())
+            labels = torch.from_numpy(np.asarray(kinds.labels_, dtype=np.int64))
+            shape_centres = torch.from_numpy(np.asarray(kinds.cluster_centers_, dtype=np.float64))
+            for kind in range(self.kinds):
+                members = scaled[labels == kind]
+                if members.shape[0] == 0:  # fewer distinct shapes than kinds: k-means' centre, all parts' colour
+                    members = torch.cat([shape_centres[kind], scaled.mean(dim=0)[SHAPE_FEATURES:]])[None]
+                self.centres[category, kind] = members.mean(dim=0).to(self.centres.dtype)
+                self.spread[category, kind] = (members.std(dim=0, unbiased=False) + SPREAD_FLOOR).to(self.spread.dtype)
             self.scale[category] = scale.to(self.scale.dtype)
-            self.centres[category] = torch.from_numpy(np.asarray(kmeans.cluster_centers_)).to(self.centres.dtype)
             category_ids = torch.full((images.shape[0],), category, dtype=torch.long)
-            vectors = self.image_vectors(descriptors.float(), valid, category_ids).double()
-            self.mean[category] = vectors.mean(dim=0).to(self.mean.dtype)
-            self.precision[category] = precision_from_covariance(ledoit_wolf_covariance(vectors)).to(
+            vectors = self.image_vectors(descriptors.float(), valid, counts[index == category].float(), category_ids)
+            self.mean[category] = vectors.double().mean(dim=0).to(self.mean.dtype)
+            self.precision[category] = precision_from_covariance(ledoit_wolf_covariance(vectors.double())).to(
                 self.precision.dtype
             )
         self.fitted.fill_(True)
 
     def forward(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) distance of each pre-processed image to its category's Gaussian (category 0 without an index)."""
-        descriptors, valid = self.parts(images)
+        descriptors, valid, count = self.largest_parts(images)
         category = (
             category_index
             if category_index is not None
             else torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
         )
-        centred = self.image_vectors(descriptors, valid, category) - self.mean[category]
+        centred = self.image_vectors(descriptors, valid, count, category) - self.mean[category]
         squared = mahalanobis_squared(centred, self.precision[category])
         return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(squared.dtype)
