@@ -336,7 +336,11 @@ class NpgmfModel(nn.Module):
         self.image_level_fusion = image_level_fusion
 
     @property
-    def image_priors(self) -> list[GlobalNormalityPrior | PatchNormalityPrior | RegionNormalityPrior]:
+    def image_priors(
+        self,
+    ) -> list[
+        GlobalNormalityPrior | PatchNormalityPrior | InvariantNormalityPrior | RegionNormalityPrior | PartNormalityPrior
+    ]:
         """The statistics fitted on the normal training images (no gradient): priors and the category router."""
         priors = (self.global_prior, self.patch_prior, self.router, self.invariant_prior, self.region_prior)
         return [prior for prior in (*priors, self.part_prior) if prior is not None]
