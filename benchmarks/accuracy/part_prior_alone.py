@@ -13,12 +13,15 @@ mean over the data seeds.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from per_defect_kind import per_kind
 
 from anomalib_npgmf.benchmarking.data import generate_scenes
 from anomalib_npgmf.models.npgmf.components import part_prior
@@ -33,23 +36,21 @@ def _images(paths: list[Path]) -> torch.Tensor:
 
 
 def figures(folder: Path, image_size: int) -> dict[str, float]:
-    """Logical / structural image AUROC and each defect kind's, of the part prior fitted on ``folder``'s normals."""
-    kinds = json.loads((folder / "defect_types.json").read_text())
+    """Logical / structural image AUROC and each defect kind's, of the part prior fitted on ``folder``'s normals
+    (per kind as ``per_defect_kind.per_kind`` measures a saved run's)."""
+    types = json.loads((folder / "defect_types.json").read_text())
+    kinds = {"/".join(Path(image).parts[-2:]): kind for image, kind in types.items()}
     tests = sorted(folder.glob("test/*/*.png"))
-    kind = np.array([kinds.get(f"test/{path.parent.name}/{path.stem}", "good") for path in tests])
-    split = np.array([path.parent.name.split("_")[0] for path in tests])  # good / logical / structural
     prior = PartNormalityPrior((image_size, image_size))
     prior.fit(prior.samples(_images(sorted(folder.glob("train/good/*.png")))))
     with torch.no_grad():
-        scores = prior(_images(tests)).numpy()
-    good = kind == "good"
-    result = {}
-    for name, chosen in [(f"{s} image AUROC", split == s) for s in ("logical", "structural")] + [
-        (f"kind {k}", kind == k) for k in sorted(set(kind) - {"good"})
-    ]:
-        keep = good | chosen
-        result[name] = float(roc_auc_score(chosen[keep], scores[keep]))
-    return result
+        scores = prior(_images(tests))
+    keyed = {
+        f"{path.parent.name}/{path.stem}": {"part": float(score)} for path, score in zip(tests, scores, strict=True)
+    }
+    table = per_kind(keyed, kinds)["part"]
+    result = {f"{split} image AUROC": table.pop(f"(all {split})") for split in ("logical", "structural")}
+    return result | {f"kind {kind}": auroc for kind, auroc in table.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

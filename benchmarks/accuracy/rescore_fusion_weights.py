@@ -55,7 +55,7 @@ def part_scores(model: torch.nn.Module, datamodule) -> PartScores:
         parts = {}
         for part, raw in net.unsmoothed_maps(images).items():
             if part in IMAGE_LEVEL:
-                parts[part] = net.normalizer(part)(raw[:, 0, 0, 0]).reshape(-1, 1)
+                parts[part] = net.image_level_normalised(part, raw[:, 0, 0, 0]).reshape(-1, 1)
             else:
                 parts[part] = net.blur(net.normalizer(part)(raw))
         return parts

@@ -6,10 +6,13 @@ priors and the local maps' maximum). Per weight: raw logical / structural image 
 pixel AUROC (unchanged by this image-level part; printed as a check).
 
     python benchmarks/accuracy/rescore_part_weight.py OUT_FOLDER --models Npgmf_part --seed 0 \\
-        [--weights 0 0.5 1 2 4 8] [--by-kind] [--json FILE]
+        [--weights 0 0.5 1 2 4 8] [--by-kind] [--floors none 0] [--json FILE]
 
 Weight 0 is the run without the part prior: the other parts, their normalisation and the training do not depend on
 it (the model README says why), so it is the baseline each row is compared with.
+
+``--floors``: the part prior's normalised distance floored at each value before it is weighted (``none``: as
+trained; ``0``: only what lies above the normal images' 0.9 quantile counts), rows keyed ``weight@floor``.
 """
 
 import argparse
@@ -31,10 +34,16 @@ WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def rescore(
-    model: torch.nn.Module, folder: Path, category: str, weights=WEIGHTS, by_kind: bool = False
+    model: torch.nn.Module,
+    folder: Path,
+    category: str,
+    weights=WEIGHTS,
+    by_kind: bool = False,
+    floors: tuple[float | None, ...] = (None,),
 ) -> dict[str, dict[str, float]]:
     """{weight: LOCO figures and pixel AUROC} with the part prior at each weight (on ``fusion_weights``' scale);
-    ``by_kind``: also each defect kind's image AUROC against the good test images (``kind <name>``)."""
+    ``by_kind``: also each defect kind's image AUROC against the good test images (``kind <name>``); ``floors``:
+    the part distance also floored at each value (``None``: as the model scores it), keyed ``weight@floor``."""
     net = model.model
     if net.part_prior is None:
         msg = f"{folder}: this run has no part prior (train it with use_part_prior: true)"
@@ -45,13 +54,18 @@ def rescore(
     fusion = list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
     invariant = net.current_invariant_weight
     region = float(model.hparams.get("region_weight", 0.0))
+    trained = parts.scored.extra_maps["part"]  # as the model scores it (floored if it was built with part_floor)
     result = {}
-    for weight in weights:
-        shares = fusion_shares(fusion, invariant, region, weight)
-        maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
-        result[f"{weight:g}"] = figures(parts, maps, scores)
-        if by_kind:
-            result[f"{weight:g}"] |= kind_aurocs(folder, category, parts.scored.results.image_paths, scores)
+    for floor in floors:
+        parts.scored.extra_maps["part"] = trained if floor is None else trained.clamp_min(floor)
+        for weight in weights:
+            key = f"{weight:g}" if floor is None else f"{weight:g}@{floor:g}"
+            shares = fusion_shares(fusion, invariant, region, weight)
+            maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
+            result[key] = figures(parts, maps, scores)
+            if by_kind:
+                result[key] |= kind_aurocs(folder, category, parts.scored.results.image_paths, scores)
+    parts.scored.extra_maps["part"] = trained
     return result
 
 
@@ -75,6 +89,7 @@ def show(key: str, rows: dict[str, dict[str, float]]) -> None:
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=_weight, default=list(WEIGHTS))
     parser.add_argument("--by-kind", action="store_true", help="also each defect kind's image AUROC")
+    parser.add_argument("--floors", nargs="+", type=_floor, default=[None], help="'none' or a normalised floor")
 
 
 def _weight(text: str) -> float:
@@ -85,9 +100,20 @@ def _weight(text: str) -> float:
     return value
 
 
+def _floor(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
-        return rescore(model, folder, category, tuple(arguments.weights), arguments.by_kind)
+        return rescore(
+            model,
+            folder,
+            category,
+            tuple(arguments.weights),
+            arguments.by_kind,
+            tuple(arguments.floors),
+        )
 
     return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf_part"], options)
 

@@ -53,6 +53,24 @@ def test_a_weight_rescored_equals_building_with_it_and_zero_equals_no_part_prior
     assert figures["4"]["kind (all logical)"] == pytest.approx(figures["4"]["logical image_AUROC"], abs=1e-9)
 
 
+def test_a_floor_rescored_equals_building_with_it(script, data_root: Path):
+    """``--floors``: the part distance floored as ``part_floor`` floors it in the model (the floor set mid-way through
+    this test set's normalised part distances, so it changes scores and the check can fail)."""
+    from anomalib_npgmf.benchmarking.data import loco_datamodule
+
+    rescored = fitted_tiny_npgmf(**PART)
+    datamodule = loco_datamodule(data_root / "data", "demo_box")
+    datamodule.setup("test")
+    distances = script.part_scores(rescored, datamodule).scored.extra_maps["part"]
+    assert distances.std() > 0
+    floor = float(distances.median())
+    figures = script.rescore(rescored, data_root, "demo_box", weights=(4.0,), floors=(None, floor))
+    built = _figures(fitted_tiny_npgmf(**PART, part_weight=4.0, part_floor=floor), data_root)
+    for name in ("image_AUROC", "AU-sPRO"):
+        assert figures[f"4@{floor:g}"][f"logical {name}"] == pytest.approx(float(built[name]), abs=1e-6)
+    assert figures[f"4@{floor:g}"]["logical image_AUROC"] != figures["4"]["logical image_AUROC"]
+
+
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):
     with pytest.raises(ValueError, match="has no part prior"):
         script.rescore(fitted_tiny_npgmf(), tmp_path, "demo_box")

@@ -232,10 +232,10 @@ def _specs() -> dict[str, ModelSpec]:
             "region_weight": 1.0,
         },
         "Npgmf_invariant_region": {**FIXED_INVARIANT, "use_region_prior": True},
-        # issue 18, the part prior at weight 1: the runs its weight was chosen from on box by rescoring
-        # (benchmarks/accuracy/rescore_part_weight.py); since 2026-12-07 (kinds by shape, a spread per kind) the
-        # chosen weight is 1 too, so this row is the demo config
-        "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0},
+        # issue 18, the part prior at weight 1 without a floor: the runs its weight and floor were chosen from on box
+        # by rescoring (benchmarks/accuracy/rescore_part_weight.py --floors); the demo config since 2026-12-07
+        # (second change) is weight 4 with part_floor 0, the plain Npgmf row
+        "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0, "part_floor": None},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

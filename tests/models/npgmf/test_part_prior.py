@@ -192,3 +192,30 @@ def test_a_part_prior_fitted_before_kinds_had_their_own_spread_is_refused_by_nam
     with pytest.raises(ValueError, match="before 2026-12-07"):
         PartNormalityPrior((64, 64)).load_state_dict(state)
     PartNormalityPrior((64, 64)).load_state_dict(prior.state_dict())  # today's loads
+
+
+def test_a_part_floor_drops_what_lies_below_it_and_keeps_what_lies_above():
+    """``part_floor`` 0: an image whose normalised part distance is below 0 (under its normal images' 0.9 quantile)
+    scores as the model without the part prior; one above it as the model without the floor."""
+    rng = np.random.default_rng(3)
+    trays = torch.nn.functional.interpolate(torch.stack([plain_tray(rng) for _ in range(6)]), size=64)
+    settings = {"use_part_prior": True, "part_weight": 2.0, "part_kinds": 2}
+    without, unfloored = fitted_tiny_npgmf(), fitted_tiny_npgmf(**settings)
+    floored = fitted_tiny_npgmf(**settings, part_floor=0.0)
+    with torch.no_grad():
+        distance = floored.model.part_prior(floored.pre_processor(trays))
+        for model in (unfloored, floored):  # the floor mid-way through these trays' distances, so both sides occur
+            model.model.part_norm.q_low.fill_(float(distance.median()))
+            model.model.part_norm.q_high.fill_(float(distance.median() + distance.std()))
+        below = floored.model.part_norm(distance) < 0
+        scores = [model.model(model.pre_processor(trays)).pred_score for model in (without, unfloored, floored)]
+    assert distance.std() > 0 and 0 < int(below.sum()) < len(trays)
+    base, plain, floor = scores
+    assert torch.allclose(floor[below], base[below], atol=1e-6)
+    assert torch.allclose(floor[~below], plain[~below], atol=1e-6)
+    assert not torch.allclose(plain[below], base[below], atol=1e-6)  # without the floor those images move
+
+
+def test_a_part_floor_that_is_not_a_finite_number_is_refused():
+    with pytest.raises(ValueError, match=r"part_floor must be a finite number .* got nan"):
+        fitted_tiny_npgmf(use_part_prior=True, part_floor=float("nan"))

@@ -123,6 +123,9 @@ class Npgmf(
             the image's median colour (a plain background is assumed), grouped into ``part_kinds`` kinds by k-means
             on the training parts; its distance enters the image score only (``PartNormalityPrior``).
         part_weight: Its weight in the image score (on the scale of ``fusion_weights``).
+        part_floor: Its normalised distance counts only above this value [ours, issue 18]; ``None`` (default): all of
+            it; 0: only above its normal images' 0.9 quantile, so on images whose counts are normal (a part in the
+            wrong place) it adds no noise over the other priors. See the model README.
         part_kinds: Part kinds.
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
@@ -172,6 +175,7 @@ class Npgmf(
         region_relative: bool = True,
         use_part_prior: bool | None = None,
         part_weight: float = 1.0,
+        part_floor: float | None = None,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -234,6 +238,7 @@ class Npgmf(
             region_relative=region_relative,
             use_part_prior=switches["use_part_prior"],
             part_weight=part_weight,
+            part_floor=part_floor,
             part_kinds=part_kinds,
             part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),

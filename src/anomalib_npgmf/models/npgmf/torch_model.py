@@ -5,6 +5,7 @@ with the fused, normalised map and its maximum as the image score. Everything ev
 normalisation constants) is a buffer, so the exported graph is self-contained.
 """
 
+import math
 from collections.abc import Collection, Sequence
 
 import torch
@@ -158,6 +159,10 @@ class NpgmfModel(nn.Module):
             counts per kind (parts cut by colour from the median colour; see ``PartNormalityPrior``); its distance
             enters the image score only.
         part_weight: Its weight in the image score, on the scale of ``fusion_weights``.
+        part_floor: The part prior's normalised distance counts only above this value [ours, issue 18] (``None``: all
+            of it; 0: only above its normal images' 0.9 quantile). Counts say nothing about a part in the wrong place,
+            so on such an image the part distance is a normal image's, and below the floor it adds nothing to bury
+            the other priors' evidence under.
         part_kinds: Part kinds it clusters the training parts into.
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
@@ -209,6 +214,7 @@ class NpgmfModel(nn.Module):
         region_relative: bool = True,
         use_part_prior: bool = False,
         part_weight: float = 1.0,
+        part_floor: float | None = None,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -238,6 +244,9 @@ class NpgmfModel(nn.Module):
             raise ValueError(msg)
         if image_level_fusion not in IMAGE_LEVEL_FUSIONS:
             msg = f"image_level_fusion must be one of {list(IMAGE_LEVEL_FUSIONS)}, got {image_level_fusion!r}"
+            raise ValueError(msg)
+        if part_floor is not None and not math.isfinite(part_floor):  # unused, as part_weight, without the prior
+            msg = f"part_floor must be a finite number (normalised part distance) or None, got {part_floor!r}"
             raise ValueError(msg)
         if choose_invariant_weight and not (use_invariant_prior and use_global_prior and image_level_fusion == "sum"):
             msg = "choose_invariant_weight weighs the invariant prior against the global one: it needs "
@@ -334,6 +343,7 @@ class NpgmfModel(nn.Module):
         self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
         self.local_score_weight = float(local_score_weight)
         self.image_level_fusion = image_level_fusion
+        self.part_floor = None if part_floor is None else float(part_floor)
 
     @property
     def image_priors(
@@ -553,13 +563,21 @@ class NpgmfModel(nn.Module):
         else:
             for part, value in scored_values.items():
                 # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
-                pred_score = pred_score + self.fuse({part: value})
+                pred_score = pred_score + self.fusion_weights[part] * self.image_level_normalised(part, value)
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+    def image_level_normalised(self, part: str, value: torch.Tensor) -> torch.Tensor:
+        """An image-level prior's distance on its normal images' scale, as the image score reads it (the part prior's
+        floored at ``part_floor``); one place for it, so rescoring scripts read what the model scores."""
+        normalised = self.normalizer(part)(value)
+        if part == "part" and self.part_floor is not None:
+            normalised = normalised.clamp_min(self.part_floor)
+        return normalised
 
     def image_level_max(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
         """``image_level_fusion="max"``: the largest normalised image-level distance, times the parts' summed shares
         (so with one part, or parts that agree, it equals the weighted sum)."""
-        normalised = torch.stack([self.normalizer(part)(value) for part, value in values.items()])
+        normalised = torch.stack([self.image_level_normalised(part, value) for part, value in values.items()])
         share = sum(self.fusion_weights[part] for part in values)
         return share * torch.amax(normalised, dim=0)
 
