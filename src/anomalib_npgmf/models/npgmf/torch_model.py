@@ -523,7 +523,7 @@ class NpgmfModel(nn.Module):
             "global": self.global_prior.distances(levels).amin(dim=1),
             "invariant": self.invariant_prior(self._view_levels(images)).reshape(-1),
         }
-        return {part: self.normalizer(part)(value) for part, value in raw.items()}
+        return {part: self.image_level_normalised(part, value) for part, value in raw.items()}
 
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
         """The normalisation of ``part`` (one of :data:`PARTS`; ``None`` for an opt-in prior's (invariant, region, part)
