@@ -51,7 +51,7 @@ def part_maps(model: torch.nn.Module, folder: Path, category: str, paths: list[P
             maps = {"fused (output)": net(images).anomaly_map}
             for part, part_map in net.unsmoothed_maps(images).items():
                 if part not in IMAGE_LEVEL:  # one value per image: no place to point at
-                    maps[part] = net.blur(net.normalizer(part)(part_map))
+                    maps[part] = net.blur(net.map_normalised(part, part_map))
             for name, value in maps.items():
                 for row, index in enumerate(keep):
                     columns.setdefault(name, {})[str(batch.image_path[index])] = value[row, 0].numpy()

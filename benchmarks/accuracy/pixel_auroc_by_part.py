@@ -26,7 +26,9 @@ def pixel_aurocs(model: torch.nn.Module, folder: Path, category: str) -> dict[st
 
     def part_maps(images: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = net.unsmoothed_maps(images)
-        maps = {part: net.blur(net.normalizer(part)(value)) for part, value in raw.items() if part not in IMAGE_LEVEL}
+        maps = {
+            part: net.blur(net.map_normalised(part, value)) for part, value in raw.items() if part not in IMAGE_LEVEL
+        }
         priors = {part: raw[part] for part in ("global", "patch") if part in raw}
         if priors:
             maps["priors (global + patch)"] = net.blur(net.fuse(priors))

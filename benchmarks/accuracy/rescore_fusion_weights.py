@@ -57,7 +57,7 @@ def part_scores(model: torch.nn.Module, datamodule) -> PartScores:
             if part in IMAGE_LEVEL:
                 parts[part] = net.image_level_normalised(part, raw[:, 0, 0, 0]).reshape(-1, 1)
             else:
-                parts[part] = net.blur(net.normalizer(part)(raw))
+                parts[part] = net.blur(net.map_normalised(part, raw))
         return parts
 
     scored = saved_runs.score_test_set(model, datamodule, normalised_parts)
@@ -110,12 +110,18 @@ def rescore(
     invariant = model.model.current_invariant_weight  # chosen at fit time, or as built
     region = float(model.hparams.get("region_weight", 0.0))
     part = float(model.hparams.get("part_weight", 0.0))
+    part_map = part_map_weight(model)
     result = {}
     for choice in choices:
-        shares = fusion_shares(choice, invariant, region, part)
+        shares = fusion_shares(choice, invariant, region, part, part_map)
         maps, scores = fused(parts, shares, model.model.score_parts, model.model.local_score_weight)
         result[",".join(f"{weight:g}" for weight in choice)] = figures(parts, maps, scores)
     return result
+
+
+def part_map_weight(model: torch.nn.Module) -> float:
+    """The run's part map weight (0 when it has no part map), which a rescoring keeps."""
+    return float(model.hparams.get("part_map_weight", 0.0)) if model.model.part_in_map else 0.0
 
 
 def show(key: str, rows: dict[str, dict[str, float]]) -> None:

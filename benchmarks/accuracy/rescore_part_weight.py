@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from per_defect_kind import per_kind
-from rescore_fusion_weights import figures, fused, part_scores
+from rescore_fusion_weights import figures, fused, part_map_weight, part_scores
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
@@ -60,7 +60,7 @@ def rescore(
         parts.scored.extra_maps["part"] = trained if floor is None else trained.clamp_min(floor)
         for weight in weights:
             key = f"{weight:g}" if floor is None else f"{weight:g}@{floor:g}"
-            shares = fusion_shares(fusion, invariant, region, weight)
+            shares = fusion_shares(fusion, invariant, region, weight, part_map_weight(model))
             maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
             result[key] = figures(parts, maps, scores)
             if by_kind:

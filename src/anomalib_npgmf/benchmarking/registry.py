@@ -236,6 +236,8 @@ def _specs() -> dict[str, ModelSpec]:
         # by rescoring (benchmarks/accuracy/rescore_part_weight.py --floors); the demo config since 2026-12-07
         # (second change) is weight 4 with part_floor 0, the plain Npgmf row
         "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0, "part_floor": None},
+        # issue 18, the demo config without the part map (runs to rescore it from: rescore_part_map.py)
+        "Npgmf_no_part_map": {"part_in_map": False},
         "Npgmf_k32": {"codebook_size": 32},
         "Npgmf_k512": {"codebook_size": 512},
     }

@@ -86,7 +86,8 @@ CASES = [
     ),
     # four views of a non-square input, the image-level priors fused by their maximum, the region prior (issue 18):
     # per-region Gaussians painted over halves and quarters, and the part prior (issue 18): parts labelled by
-    # max-pooling, scatter-max and gathers, their moments summed by a scatter-add, its distance floored
+    # max-pooling, scatter-max and gathers, their moments summed by a scatter-add, its distance floored, and painted
+    # into the map (gathers from the parts' labels, a territory per category)
     Case(
         "npgmf-tiny-96x128-invariant-max-region-part",
         "Npgmf",
@@ -98,6 +99,7 @@ CASES = [
             "use_region_prior": True,
             "use_part_prior": True,
             "part_floor": 0.0,
+            "part_in_map": True,
         },
     ),
     # one branch at a time, and a non-square input

@@ -10,6 +10,7 @@ import pytest
 from ..conftest import DDP_TOLERANCE, _train_in_subprocess, relative_differences
 
 CODEBOOK = "anomalib_npgmf.models.npgmf.components.codebook"
+NORMALISED = ("logical", "structural", "global", "patch", "invariant", "region", "part", "part_map", "local_score")
 STATISTICS = [
     "model.logical.quantizer.codes",
     "model.logical.quantizer.ema_sum",
@@ -31,11 +32,9 @@ STATISTICS = [
     "model.part_prior.spread",
     "model.part_prior.mean",
     "model.part_prior.precision",
-    *(
-        f"model.{norm}_norm.{q}"
-        for norm in ("logical", "structural", "global", "patch", "invariant", "region", "part", "local_score")
-        for q in ("q_low", "q_high")
-    ),
+    "model.part_prior.vector_spread",
+    "model.part_prior.territory",
+    *(f"model.{norm}_norm.{q}" for norm in NORMALISED for q in ("q_low", "q_high")),
 ]
 # The normalisation quantiles are taken over maps cast to float32 (QuantileMapNormalizer.fit; the priors' distances are
 # float32 by design), so a 1e-13 difference in a map value can flip its float32 rounding: allow a few float32 units
@@ -69,6 +68,7 @@ def test_two_process_ddp_matches_one_process(single, demo_dataset, tmp_path):
     assert bool(single["model.logical_norm.fitted"]) and bool(single["model.logical.quantizer.initialised"])
     assert bool(single["model.invariant_weight_chosen"])  # compared exactly with the other integer tensors
     assert float(single["model.invariant_weight_aurocs"].std()) > 0  # pseudo-anomalies were made and ranked
+    assert float(single["model.part_prior.territory"].std()) > 0  # parts were found and placed, not all equal
 
 
 def test_the_check_catches_a_codebook_update_that_is_not_all_reduced(single, demo_dataset, tmp_path):

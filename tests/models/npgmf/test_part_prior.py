@@ -219,3 +219,49 @@ def test_a_part_floor_drops_what_lies_below_it_and_keeps_what_lies_above():
 def test_a_part_floor_that_is_not_a_finite_number_is_refused():
     with pytest.raises(ValueError, match=r"part_floor must be a finite number .* got nan"):
         fitted_tiny_npgmf(use_part_prior=True, part_floor=float("nan"))
+
+
+def _mapped(normals: torch.Tensor) -> PartNormalityPrior:
+    """Two kinds and their territories fitted on ``normals`` (RGB in [0, 1])."""
+    prior = PartNormalityPrior((64, 64), kinds=2, min_area=4, in_map=True)
+    prior.fit(prior.samples(_normalised(normals)))
+    prior.fit_territory(prior.kind_maps(_normalised(normals)))
+    return prior
+
+
+def test_the_part_map_lights_an_odd_part_on_itself_and_a_missing_part_over_where_parts_lie():
+    """Normal trays paint nothing above the normals' largest value; a short bar lights itself (the map's maximum is
+    on it), a third disc lights discs, and a missing disc lights a region many times a part's area (its territory)."""
+    rng = np.random.default_rng(4)
+    prior = _mapped(torch.stack([plain_tray(rng) for _ in range(40)]))
+    normal = prior.part_map(_trays(rng, 12))
+    assert normal.std() > 0 and normal.amax() > 0  # normal parts are painted, and not all alike
+    ceiling = float(normal.amax())
+    odd = _trays(rng, 1, bar_length=7)
+    labels, descriptors, valid = prior.labelled_parts(odd)
+    painted = prior.part_map(odd)[0, 0]
+    smallest = torch.where(valid[0], descriptors[0, :, 0], torch.inf).argmin()  # the 2x7 bar, below 5x5 discs
+    assert painted.amax() > ceiling
+    assert labels[0].flatten()[painted.flatten().argmax()] == smallest
+    extra = prior.part_map(_trays(rng, 1, discs=3))[0, 0]
+    assert extra.amax() > ceiling
+    missing = prior.part_map(_trays(rng, 1, discs=1))[0, 0]
+    lit = int((missing > ceiling).sum())
+    assert lit > 10 * 25, lit  # a region, not one disc's 25 px
+
+
+def test_npgmf_paints_the_part_map_into_the_map_only_and_refuses_what_cannot_hold_it():
+    """With ``part_in_map`` the image score is the model's without it, bit for bit; the map changes."""
+    rng = np.random.default_rng(3)
+    trays = torch.nn.functional.interpolate(torch.stack([plain_tray(rng) for _ in range(6)]), size=64)
+    settings = {"use_part_prior": True, "part_weight": 2.0, "part_kinds": 2}
+    without, painted = fitted_tiny_npgmf(**settings), fitted_tiny_npgmf(**settings, part_in_map=True)
+    assert bool(painted.model.part_prior.territory_fitted) and bool(painted.model.part_map_norm.fitted)
+    with torch.no_grad():
+        base, scored = without.model(without.pre_processor(trays)), painted.model(painted.pre_processor(trays))
+    assert torch.equal(scored.pred_score, base.pred_score)
+    assert not torch.allclose(scored.anomaly_map, base.anomaly_map, atol=1e-4)
+    with pytest.raises(ValueError, match=r"part_in_map .* needs use_part_prior"):
+        fitted_tiny_npgmf(part_in_map=True)
+    with pytest.raises(ValueError, match="without part_in_map"):
+        painted.load_state_dict(without.state_dict())

@@ -77,8 +77,8 @@ def test_fusion_is_the_weighted_sum_of_normalised_maps():
     # three weights (older configs): the patch map gets the structural map's weight
     old = NpgmfModel((64, 64), "resnet18", False, bottleneck_channels=32, prior_channels=0, fusion_weights=(1, 2, 1))
     expected = {"logical": 1 / 6, "structural": 2 / 6, "global": 1 / 6, "patch": 2 / 6, "invariant": 4 / 6}
-    expected["region"], expected["part"] = 3.0 / 6, 1.0 / 6
-    # the invariant, region and part priors' weights: the same scale, not in the total
+    expected["region"], expected["part"], expected["part_map"] = 3.0 / 6, 1.0 / 6, 8.0 / 6
+    # the invariant, region and part priors' and the part map's weights: the same scale, not in the total
     assert old.fusion_weights == expected
 
 

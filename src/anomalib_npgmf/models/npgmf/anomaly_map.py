@@ -27,9 +27,14 @@ def fuse_normalised(
     raw: Mapping[str, torch.Tensor],
     normalizers: Mapping[str, torch.nn.Module],
     weights: Mapping[str, float],
+    floors: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
-    """Weighted sum of each part's map (or image-level value) normalised on its normal-image quantiles."""
+    """Weighted sum of each part's map (or image-level value) normalised on its normal-image quantiles; a part named
+    in ``floors`` counts only above its floor (e.g. a map that is zero wherever nothing is wrong)."""
     fused = 0.0
     for part, raw_map in raw.items():
-        fused = fused + weights[part] * normalizers[part](raw_map)
+        normalised = normalizers[part](raw_map)
+        if floors and part in floors:
+            normalised = normalised.clamp_min(floors[part])
+        fused = fused + weights[part] * normalised
     return fused

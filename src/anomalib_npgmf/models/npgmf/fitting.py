@@ -106,6 +106,25 @@ class NormalityFitting:
         category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
         for prior, collected in zip(priors, samples, strict=True):
             prior.fit(torch.stack(gather_unique_by_key(keys, collected)).to(self.device), category_index)
+        part_prior = self.model.part_prior
+        if part_prior is not None and part_prior.in_map:
+            self.fit_part_territory(dataloader)
+
+    @torch.no_grad()
+    def fit_part_territory(self, dataloader: Iterable) -> None:
+        """Fit where each part kind lies (``PartNormalityPrior.fit_territory``) on the training normals, once their
+        kinds are fitted (a second pass: the kinds come from all parts of all images), gathered over DDP ranks."""
+        part_prior = self.model.part_prior
+        keys: list[str] = []
+        kind_maps: list[torch.Tensor] = []
+        indices: list[torch.Tensor] = []
+        for images, paths in self._normal_images(dataloader, "Npgmf: fitting the part territories"):
+            category_index = self.category_indices(paths)
+            kind_maps.extend(part_prior.kind_maps(images, category_index).cpu())
+            indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
+            keys.extend(paths)
+        category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
+        part_prior.fit_territory(torch.stack(gather_unique_by_key(keys, kind_maps)).to(self.device), category_index)
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:

@@ -126,6 +126,10 @@ class Npgmf(
         part_floor: Its normalised distance counts only above this value [ours, issue 18]; ``None`` (default): all of
             it; 0: only above its normal images' 0.9 quantile, so on images whose counts are normal (a part in the
             wrong place) it adds no noise over the other priors. See the model README.
+        part_in_map: Paint the part prior into the anomaly map [ours, issue 18, opt-in; needs ``use_part_prior``]: a
+            part far from its kind, the parts of a kind with too many, and for too few parts the territory where the
+            normals' parts lie (where LOCO marks a missing part). The image score does not read it.
+        part_map_weight: Its weight in the fused map (on the scale of ``fusion_weights``).
         part_kinds: Part kinds.
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
@@ -176,6 +180,8 @@ class Npgmf(
         use_part_prior: bool | None = None,
         part_weight: float = 1.0,
         part_floor: float | None = None,
+        part_in_map: bool = False,
+        part_map_weight: float = 8.0,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -239,6 +245,8 @@ class Npgmf(
             use_part_prior=switches["use_part_prior"],
             part_weight=part_weight,
             part_floor=part_floor,
+            part_in_map=part_in_map,
+            part_map_weight=part_map_weight,
             part_kinds=part_kinds,
             part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),

@@ -34,11 +34,14 @@ from .components import (
 )
 from .pseudo_anomalies import CANDIDATE_WEIGHTS
 
-PARTS = ("logical", "structural", "global", "patch", "invariant", "region", "part")  # the parts normalised and fused
+# the parts normalised and fused
+PARTS = ("logical", "structural", "global", "patch", "invariant", "region", "part", "part_map")
 IMAGE_LEVEL = ("global", "invariant", "part")  # parts with one value per image (a constant map until they are scored)
 IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image score (issue 18)
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
-FROZEN_PARTS = ("global", "patch", "invariant", "region", "part")
+FROZEN_PARTS = ("global", "patch", "invariant", "region", "part", "part_map")
+# the part map is 0 wherever no part breaks the pattern; below its normal images' 0.9 quantile it adds nothing
+PART_MAP_FLOOR = {"part_map": 0.0}
 
 
 class LogicalBranch(nn.Module):
@@ -163,14 +166,18 @@ class NpgmfModel(nn.Module):
             of it; 0: only above its normal images' 0.9 quantile). Counts say nothing about a part in the wrong place,
             so on such an image the part distance is a normal image's, and below the floor it adds nothing to bury
             the other priors' evidence under.
+        part_in_map: Paint the part prior into the anomaly map too [ours, issue 18] (``PartNormalityPrior.part_map``):
+            a part far from its kind, the parts of a kind with too many, and, for too few parts, the parts'
+            territory. The image score does not read it unless ``score_parts`` names ``"part_map"``.
+        part_map_weight: Its weight in the fused map, on the scale of ``fusion_weights``.
         part_kinds: Part kinds it clusters the training parts into.
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
-        score_parts: Which parts make the image score (issue 18) [ours]; ``None``: all of them, the maximum of the
-            fused map (plus the global distance). E.g. ``("global", "patch")``: the image score reads the image-level
-            evidence only, while the anomaly map still fuses every part for localisation.
+        score_parts: Which parts make the image score (issue 18) [ours]; ``None``: all of them but the part map, the
+            maximum of the fused map (plus the image-level distances). E.g. ``("global", "patch")``: the image score
+            reads the image-level evidence only, while the anomaly map still fuses every part for localisation.
         calibrated_local_score: Put the local maps' maximum on the image-level priors' footing before it enters the
             image score (issue 18) [ours]: normalised on the normal images' per-image maxima (q_0.9 -> 0, q_0.995 ->
             0.1) and weighted by the local parts' shares, instead of on the per-pixel quantiles' scale. Measured worse
@@ -215,6 +222,8 @@ class NpgmfModel(nn.Module):
         use_part_prior: bool = False,
         part_weight: float = 1.0,
         part_floor: float | None = None,
+        part_in_map: bool = False,
+        part_map_weight: float = 8.0,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -229,11 +238,15 @@ class NpgmfModel(nn.Module):
         super().__init__()
         active = {"logical": use_logical, "structural": use_structural, "global": use_global_prior}
         active |= {"patch": use_patch_prior, "invariant": use_invariant_prior, "region": use_region_prior}
-        active["part"] = use_part_prior
+        active |= {"part": use_part_prior, "part_map": use_part_prior and part_in_map}
+        if part_in_map and not use_part_prior:
+            msg = "part_in_map paints the part prior into the map: it needs use_part_prior true"
+            raise ValueError(msg)
         if not any(active.values()):
             msg = "one of use_logical / use_structural / use_{global,patch,invariant,region,part}_prior must be true"
             raise ValueError(msg)
         weights = {"invariant_weight": invariant_weight, "region_weight": region_weight, "part_weight": part_weight}
+        weights["part_map_weight"] = part_map_weight
         for name, weight in weights.items():
             if weight < 0:
                 msg = f"{name} must be >= 0, got {weight}"
@@ -315,7 +328,11 @@ class NpgmfModel(nn.Module):
         self.part_prior: PartNormalityPrior | None = None
         if use_part_prior:
             self.part_prior = PartNormalityPrior(
-                self.input_size, kinds=part_kinds, contrast=part_contrast, num_categories=num_categories
+                self.input_size,
+                kinds=part_kinds,
+                contrast=part_contrast,
+                num_categories=num_categories,
+                in_map=part_in_map,
             )
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()
@@ -325,9 +342,17 @@ class NpgmfModel(nn.Module):
         self.invariant_norm = QuantileMapNormalizer() if use_invariant_prior else None
         self.region_norm = QuantileMapNormalizer() if use_region_prior else None
         self.part_norm = QuantileMapNormalizer() if use_part_prior else None
-        self.fusion_weights = fusion_shares(fusion_weights, invariant_weight, region_weight, part_weight)
+        self.part_map_norm = QuantileMapNormalizer() if active["part_map"] else None
+        self.fusion_weights = fusion_shares(
+            fusion_weights, invariant_weight, region_weight, part_weight, part_map_weight
+        )
         # what fusion_shares rescales when the invariant weight is chosen
-        self._weights_built_with = (tuple(fusion_weights), float(region_weight), float(part_weight))
+        self._weights_built_with = (
+            tuple(fusion_weights),
+            float(region_weight),
+            float(part_weight),
+            float(part_map_weight),
+        )
         self._invariant_weight_built = float(invariant_weight)
         self.choose_invariant_weight = bool(choose_invariant_weight)
         if self.choose_invariant_weight:  # registered only when used, so older checkpoints load unchanged
@@ -339,6 +364,7 @@ class NpgmfModel(nn.Module):
         self.blur = _checked_blur(blur_sigma, input_size)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
+        self.part_in_map = bool(active["part_map"])
         # registered only when used, as the invariant / region normalisers
         self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
         self.local_score_weight = float(local_score_weight)
@@ -431,6 +457,8 @@ class NpgmfModel(nn.Module):
         if self.part_prior is not None and "part" not in skip:
             distance = self.part_prior(images, category_index)
             maps["part"] = distance.reshape(-1, 1, 1, 1).expand(-1, 1, *self.input_size)
+        if self.part_in_map and "part_map" not in skip:
+            maps["part_map"] = self.part_prior.part_map(images, category_index)
         return maps
 
     def region_distances(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -510,8 +538,9 @@ class NpgmfModel(nn.Module):
         self._apply_invariant_weight()
 
     def _apply_invariant_weight(self) -> None:
-        fusion_weights, region_weight, part_weight = self._weights_built_with
-        share = fusion_shares(fusion_weights, float(self.invariant_weight), region_weight, part_weight)["invariant"]
+        fusion_weights, region_weight, part_weight, part_map_weight = self._weights_built_with
+        invariant = float(self.invariant_weight)
+        share = fusion_shares(fusion_weights, invariant, region_weight, part_weight, part_map_weight)["invariant"]
         self.fusion_weights["invariant"] = share
 
     @torch.no_grad()
@@ -532,7 +561,13 @@ class NpgmfModel(nn.Module):
 
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum."""
-        return fuse_normalised(raw, {part: self.normalizer(part) for part in raw}, self.fusion_weights)
+        normalizers = {part: self.normalizer(part) for part in raw}
+        return fuse_normalised(raw, normalizers, self.fusion_weights, floors=PART_MAP_FLOOR)
+
+    def map_normalised(self, part: str, raw_map: torch.Tensor) -> torch.Tensor:
+        """One map part normalised as :meth:`fuse` adds it (the part map floored), for scripts that reweigh parts."""
+        normalised = self.normalizer(part)(raw_map)
+        return normalised.clamp_min(PART_MAP_FLOOR[part]) if part in PART_MAP_FLOOR else normalised
 
     def forward(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None
@@ -583,14 +618,18 @@ class NpgmfModel(nn.Module):
 
 
 def fusion_shares(
-    fusion_weights: Sequence[float], invariant_weight: float = 0.0, region_weight: float = 0.0, part_weight: float = 0.0
+    fusion_weights: Sequence[float],
+    invariant_weight: float = 0.0,
+    region_weight: float = 0.0,
+    part_weight: float = 0.0,
+    part_map_weight: float = 0.0,
 ) -> dict[str, float]:
     """Each part's share of the fused map / score: every weight divided by the sum of the four map weights (three
     ``fusion_weights`` = older configs: the patch map gets the structural weight). One place for it, so a rescoring
     script sets exactly what building the model with these weights would."""
     map_weights = [*fusion_weights, fusion_weights[1]][:4]
     total = float(sum(map_weights))
-    weights = [*map_weights, float(invariant_weight), float(region_weight), float(part_weight)]
+    weights = [*map_weights, float(invariant_weight), float(region_weight), float(part_weight), float(part_map_weight)]
     return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
 
 
@@ -618,8 +657,8 @@ def _checked_blur(sigma: float, input_size: tuple[int, int]) -> SeparableGaussia
 
 def _checked_score_parts(score_parts: Sequence[str] | None, active: Sequence[str]) -> tuple[str, ...]:
     """The parts of the image score: all active ones by default; a named part must exist and be switched on."""
-    if score_parts is None:
-        return tuple(active)
+    if score_parts is None:  # the part map localises; the part prior's image-level distance already scores the parts
+        return tuple(part for part in active if part != "part_map")
     chosen = tuple(score_parts)
     unknown = [part for part in chosen if part not in PARTS]
     if unknown or not chosen:

@@ -52,6 +52,7 @@ SPREAD_FLOOR = 0.05  # smallest spread of a kind per feature, in units of all pa
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # anomalib's default pre-processor normalises with these
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALLEST_VARIANCE = 1e-3  # floor of a part's coordinate variance along an axis (a one-pixel-wide line), px²
+TERRITORY_REACH = 4  # px at 128x128 (scaled with the image's side): how far a kind's territory reaches past its parts
 
 
 def to_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -163,6 +164,7 @@ class PartNormalityPrior(CategoryGaussians):
         max_parts: Parts per image sorted into kinds (the largest; the number of parts counts all of them).
         num_categories: Gaussians held.
         seed: Seeds k-means.
+        in_map: Also paint the parts into an anomaly map (:meth:`part_map`); fits each kind's territory.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class PartNormalityPrior(CategoryGaussians):
         max_parts: int = 64,
         num_categories: int = 1,
         seed: int = 0,
+        in_map: bool = False,
     ) -> None:
         height, width = (int(side) for side in input_size)
         if min_area is None:
@@ -190,6 +193,13 @@ class PartNormalityPrior(CategoryGaussians):
         self.register_buffer("centres", torch.zeros(num_categories, self.kinds, PART_FEATURES))
         self.register_buffer("scale", torch.ones(num_categories, PART_FEATURES))
         self.register_buffer("spread", torch.ones(num_categories, self.kinds, PART_FEATURES))
+        self.in_map = bool(in_map)
+        if self.in_map:  # registered only when used, so checkpoints without the map load unchanged
+            # per category: where the normals' parts lie (1 at each kind's most covered pixel), and the spread of
+            # each entry of the image vector (the diagonal of its Gaussian's covariance)
+            self.register_buffer("territory", torch.zeros(num_categories, height, width))
+            self.register_buffer("vector_spread", torch.ones(num_categories, self.kinds + 2))
+            self.register_buffer("territory_fitted", torch.tensor(False))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
         """Refuse, by name, a checkpoint fitted before kinds had their own spread (its kinds were clustered on colour
@@ -201,27 +211,42 @@ class PartNormalityPrior(CategoryGaussians):
                 "model again (anomalib train / engine.fit) to use it with this version"
             )
             raise ValueError(msg)
+        if self.in_map and f"{prefix}centres" in state_dict and f"{prefix}territory" not in state_dict:
+            msg = (
+                f"this checkpoint's part prior ({prefix.rstrip('.')}) was fitted without part_in_map, so it has no "
+                "part territories; build the model with part_in_map: false to load it, or fit it again"
+            )
+            raise ValueError(msg)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def labelled_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, H, W) component labels, (B, S, 6) part descriptors and (B, S) validity of pre-processed images
+        (:func:`component_labels`, :func:`part_descriptors`)."""
+        rgb = to_rgb(images.float())
+        foreground = (rgb - median_colour(rgb)).norm(dim=1) > self.contrast
+        labels = component_labels(foreground)
+        return (labels, *part_descriptors(rgb, labels, self.min_area))
 
     def parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, 6) part descriptors and (B, S) validity of pre-processed images (:func:`part_descriptors`)."""
-        rgb = to_rgb(images.float())
-        foreground = (rgb - median_colour(rgb)).norm(dim=1) > self.contrast
-        return part_descriptors(rgb, component_labels(foreground), self.min_area)
+        return self.labelled_parts(images)[1:]
 
     def largest_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, max_parts, 6) descriptors of each image's largest parts, (B, max_parts) which rows are parts, and (B,)
         the number of parts (all of them): the kinds are read from a few dozen rows, not from all H·W label slots."""
         descriptors, valid = self.parts(images)
-        keep = min(self.max_parts, valid.shape[1])
-        area = torch.where(valid, descriptors[..., 0], torch.full_like(descriptors[..., 0], -1.0))
-        order = area.topk(keep, dim=1).indices
+        order = self._largest(descriptors, valid)
         chosen = descriptors.gather(1, order[..., None].expand(-1, -1, descriptors.shape[2]))
         chosen_valid = valid.gather(1, order)
-        if keep < self.max_parts:
-            chosen = F.pad(chosen, (0, 0, 0, self.max_parts - keep))
-            chosen_valid = F.pad(chosen_valid, (0, self.max_parts - keep))
+        if order.shape[1] < self.max_parts:
+            chosen = F.pad(chosen, (0, 0, 0, self.max_parts - order.shape[1]))
+            chosen_valid = F.pad(chosen_valid, (0, self.max_parts - order.shape[1]))
         return chosen, chosen_valid, valid.float().sum(dim=1)
+
+    def _largest(self, descriptors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, min(max_parts, S)) slots of each image's largest parts, largest first (non-parts last)."""
+        area = torch.where(valid, descriptors[..., 0], torch.full_like(descriptors[..., 0], -1.0))
+        return area.topk(min(self.max_parts, valid.shape[1]), dim=1).indices
 
     def samples(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1 + max_parts · 7) what :meth:`fit` reads: the number of parts, then each image's largest parts as
@@ -235,13 +260,68 @@ class PartNormalityPrior(CategoryGaussians):
     ) -> torch.Tensor:
         """(B, kinds + 2): parts per kind (the nearest kind by shape, as k-means sorts them), number of parts, and the
         least typical part's distance to its nearest kind in that kind's spread, each image against its category's."""
+        member, typicality = self.kinds_of(descriptors, valid, category)
+        novelty = torch.amax(typicality, dim=1, keepdim=True)
+        return torch.cat([member.sum(dim=1), count[:, None], novelty], dim=1)
+
+    def kinds_of(
+        self, descriptors: torch.Tensor, valid: torch.Tensor, category: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P, kinds) one-hot kind of each part (the nearest by shape; zero rows for non-parts) and (B, P) its
+        distance to its nearest kind in that kind's spread (0 for non-parts)."""
         scaled = descriptors / self.scale[category][:, None, :]
         offsets = scaled[:, :, None, :] - self.centres[category][:, None]  # (B, P, kinds, 6)
         shape_distance = offsets[..., :SHAPE_FEATURES].pow(2).sum(dim=3)
         member = (shape_distance == shape_distance.amin(dim=2, keepdim=True)).float() * valid.float()[..., None]
         typicality = (offsets / self.spread[category][:, None]).norm(dim=3).amin(dim=2)
-        novelty = torch.amax(typicality * valid.float(), dim=1, keepdim=True)
-        return torch.cat([member.sum(dim=1), count[:, None], novelty], dim=1)
+        return member, typicality * valid.float()
+
+    def _categories(self, images: torch.Tensor, category_index: torch.Tensor | None) -> torch.Tensor:
+        """Each image's category (0 without an index)."""
+        if category_index is not None:
+            return category_index
+        return torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+
+    def kind_maps(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, W) int16 kind of the part each pixel belongs to (-1 off parts): what :meth:`fit_territory` reads."""
+        labels, descriptors, valid = self.labelled_parts(images)
+        member, _ = self.kinds_of(descriptors, valid, self._categories(images, category_index))
+        kind = torch.where(member.sum(dim=2) > 0, member.argmax(dim=2), torch.full_like(valid, -1, dtype=torch.long))
+        return kind.gather(1, labels.reshape(labels.shape[0], -1).long()).reshape(labels.shape).to(torch.int16)
+
+    @torch.no_grad()
+    def fit_territory(self, kind_maps: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
+        """Per category: each kind's share of the normal images covering each pixel, widened by ``TERRITORY_REACH``
+        and scaled to 1 at its most covered pixel; the territory is the largest over kinds (so a rare kind's place
+        counts as much as a common one's)."""
+        index = checked_category_index(category_index, kind_maps.shape[0], self.num_categories)
+        height, width = kind_maps.shape[1:]
+        reach = max(1, round(TERRITORY_REACH * math.sqrt(height * width) / 128))
+        for category in range(self.num_categories):
+            maps = kind_maps[index == category]
+            cover = torch.stack([(maps == kind).float().mean(dim=0) for kind in range(self.kinds)])
+            widened = F.max_pool2d(cover[None], 2 * reach + 1, stride=1, padding=reach)[0]
+            peak = widened.flatten(1).amax(dim=1).clamp_min(1e-12)
+            self.territory[category] = (widened / peak[:, None, None]).amax(dim=0).to(self.territory.dtype)
+        self.territory_fitted.fill_(True)
+
+    def part_map(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 1, H, W) where the parts break the normals' pattern (issue 18: LOCO marks the part that breaks a rule,
+        or where a missing one belongs). Each part is painted with the larger of its distance to its kind and its
+        kind's count above the normals' mean (in spreads; an extra part lights its kind); a shortfall of parts below
+        the normals' mean count is painted over the parts' territory (a missing part lights where parts lie)."""
+        labels, descriptors, valid = self.labelled_parts(images)
+        category = self._categories(images, category_index)
+        member, typicality = self.kinds_of(descriptors, valid, category)
+        largest = self._largest(descriptors, valid)  # counted as the image vector counts them
+        counts = member.gather(1, largest[..., None].expand(-1, -1, self.kinds)).sum(dim=1)
+        mean, spread = self.mean[category], self.vector_spread[category]
+        excess = ((counts - mean[:, : self.kinds]) / spread[:, : self.kinds]).clamp_min(0.0)
+        slot_values = torch.maximum(typicality, (member * excess[:, None]).sum(dim=2))
+        painted = slot_values.gather(1, labels.reshape(labels.shape[0], -1).long()).reshape(labels.shape)
+        shortfall = ((mean[:, self.kinds] - valid.float().sum(dim=1)) / spread[:, self.kinds]).clamp_min(0.0)
+        painted = torch.maximum(painted, shortfall[:, None, None] * self.territory[category])
+        return painted[:, None] * self.territory_fitted.to(painted.dtype)
 
     @torch.no_grad()
     def fit(self, samples: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
@@ -276,19 +356,17 @@ class PartNormalityPrior(CategoryGaussians):
             category_ids = torch.full((images.shape[0],), category, dtype=torch.long)
             vectors = self.image_vectors(descriptors.float(), valid, counts[index == category].float(), category_ids)
             self.mean[category] = vectors.double().mean(dim=0).to(self.mean.dtype)
-            self.precision[category] = precision_from_covariance(ledoit_wolf_covariance(vectors.double())).to(
-                self.precision.dtype
-            )
+            covariance = ledoit_wolf_covariance(vectors.double())
+            self.precision[category] = precision_from_covariance(covariance).to(self.precision.dtype)
+            if self.in_map:
+                spread = covariance.diagonal().clamp_min(1e-12).sqrt()
+                self.vector_spread[category] = spread.to(self.vector_spread.dtype)
         self.fitted.fill_(True)
 
     def forward(self, images: torch.Tensor, category_index: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) distance of each pre-processed image to its category's Gaussian (category 0 without an index)."""
         descriptors, valid, count = self.largest_parts(images)
-        category = (
-            category_index
-            if category_index is not None
-            else torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-        )
+        category = self._categories(images, category_index)
         centred = self.image_vectors(descriptors, valid, count, category) - self.mean[category]
         squared = mahalanobis_squared(centred, self.precision[category])
         return torch.sqrt(torch.clamp(squared, min=0.0)) * self.fitted.to(squared.dtype)
