@@ -265,3 +265,32 @@ def test_npgmf_paints_the_part_map_into_the_map_only_and_refuses_what_cannot_hol
         fitted_tiny_npgmf(part_in_map=True)
     with pytest.raises(ValueError, match="without part_in_map"):
         painted.load_state_dict(without.state_dict())
+
+
+def test_fitting_the_territory_leaves_the_training_shuffles_alone():
+    """The territory pass iterates the shuffled training loader after the first epoch; torch's random state must come
+    out of it unchanged, or ``part_in_map`` would change which images the later epochs batch together."""
+    from anomalib.data import ImageBatch
+    from torch.utils.data import DataLoader
+
+    from .conftest import tiny_normal_batch
+
+    model = fitted_tiny_npgmf(use_part_prior=True, part_kinds=2, part_in_map=True)
+    normals = tiny_normal_batch()
+
+    def collate(indices: list[int]) -> ImageBatch:
+        return ImageBatch(
+            image=normals.image[indices],
+            gt_label=normals.gt_label[indices],
+            image_path=[normals.image_path[i] for i in indices],
+        )
+
+    loader = DataLoader(range(8), batch_size=4, shuffle=True, collate_fn=collate)
+    state = torch.get_rng_state()
+    list(loader)
+    assert not torch.equal(torch.get_rng_state(), state), "a shuffled pass no longer draws from torch: nothing to test"
+    state = torch.get_rng_state()
+    model.model.part_prior.territory_fitted.fill_(False)
+    model.fit_part_territory(loader)
+    assert bool(model.model.part_prior.territory_fitted)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -23,6 +23,7 @@ from .checkpoint import (
 )
 from .export import PluginExportMixin, encoder_only_int8_scope
 from .normalization import QuantileMapNormalizer
+from .post_processing import RankPreservingPostProcessing, RankPreservingPostProcessor
 from .weights import MissingWeightsError, create_timm_encoder, resolve_weights_file
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "MissingWeightsError",
     "PluginExportMixin",
     "QuantileMapNormalizer",
+    "RankPreservingPostProcessing",
+    "RankPreservingPostProcessor",
     "SeparableGaussianBlur",
     "VersionedCheckpoints",
     "as_image_size",

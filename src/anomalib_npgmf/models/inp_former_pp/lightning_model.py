@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerC
 from anomalib_npgmf.models.common import (
     CheckedEvaluationSteps,
     PluginExportMixin,
+    RankPreservingPostProcessing,
     VersionedCheckpoints,
     as_image_size,
     check_finite_images,
@@ -47,7 +48,9 @@ from .torch_model import InpFormerPlusPlusModel
 VARIANTS = {"inp_former_pp": True, "inp_former": False}  # variant -> INP-Former++ additions on by default
 
 
-class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExportMixin, AnomalibModule):
+class InpFormerPlusPlus(
+    VersionedCheckpoints, CheckedEvaluationSteps, PluginExportMixin, RankPreservingPostProcessing, AnomalibModule
+):
     """INP-Former++: intrinsic normal prototypes from the test image guide a decoder that reconstructs only normality.
 
     Args:
@@ -85,7 +88,8 @@ class InpFormerPlusPlus(VersionedCheckpoints, CheckedEvaluationSteps, PluginExpo
         blur_sigma: Gaussian blur sigma (paper: 4).
         top_fraction: Image score = mean of this top fraction of map values (paper: 0.01).
         per_category_metrics: Add the per-category image AUROC table to ``test`` runs.
-        pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
+        pre_processor, post_processor, evaluator, visualizer: As in every anomalib model; the default post-processor
+            is anomalib's with a normalisation that never ties two values (``RankPreservingPostProcessor``).
     """
 
     def __init__(

@@ -28,6 +28,7 @@ from torch import optim
 from anomalib_npgmf.models.common import (
     CheckedEvaluationSteps,
     PluginExportMixin,
+    RankPreservingPostProcessing,
     VersionedCheckpoints,
     as_image_size,
     batch_image_paths,
@@ -52,6 +53,7 @@ class Npgmf(
     VersionedCheckpoints,
     CheckedEvaluationSteps,
     PluginExportMixin,
+    RankPreservingPostProcessing,
     AnomalibModule,
 ):
     """NPGMF: reverse distillation guided by normality priors, plus a structural branch, scores fused.
@@ -137,7 +139,8 @@ class Npgmf(
         blur_sigma: Gaussian smoothing of the maps in pixels of the input (> 0); 4, ReverseDistillation's, suits
             256 px (see the model README for other sizes).
         learning_rate: Adam learning rate of both students.
-        pre_processor, post_processor, evaluator, visualizer: As in every anomalib model.
+        pre_processor, post_processor, evaluator, visualizer: As in every anomalib model; the default post-processor
+            is anomalib's with a normalisation that never ties two values (``RankPreservingPostProcessor``).
     """
 
     def __init__(
