@@ -109,7 +109,7 @@ def rescore(
     parts = part_scores(model, datamodule)
     invariant = model.model.current_invariant_weight  # chosen at fit time, or as built
     region = float(model.hparams.get("region_weight", 0.0))
-    part = float(model.hparams.get("part_weight", 0.0))
+    part = model.model.current_part_weight  # chosen at fit time, or as built
     part_map = part_map_weight(model)
     result = {}
     for choice in choices:

@@ -57,7 +57,7 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, arguments: argp
     result = {}
     for weight in arguments.weights:
         net.fusion_weights["part_map"] = fusion_shares(
-            built[0], net.current_invariant_weight, built[1], built[2], weight
+            built[0], net.current_invariant_weight, built[1], net.current_part_weight, weight
         )["part_map"]
         result[f"{weight:g}"] = saved_runs.map_figures(rebuilt, datamodule)
         if arguments.by_kind:

@@ -25,6 +25,7 @@ FIT_NPGMF = {
     "choose_invariant_weight": True,  # likewise (its pseudo-anomalies' distances are gathered over ranks)
     "use_region_prior": True,  # likewise
     "use_part_prior": True,  # likewise (its k-means and Gaussian read parts gathered over ranks)
+    "choose_part_weight": True,  # likewise (chosen from the same gathered pseudo-anomaly rows)
     "part_in_map": True,  # likewise (its territories read kind maps gathered over ranks)
     "calibrated_local_score": True,  # likewise (its quantiles are of maxima gathered over ranks)
     "visualizer": False,

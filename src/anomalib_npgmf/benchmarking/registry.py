@@ -160,19 +160,27 @@ PAPER = {
     "choose_invariant_weight": False,
     "use_region_prior": None,
     "use_part_prior": None,
+    "choose_part_weight": False,
+    "part_in_map": False,
 }
 # The invariant prior at a fixed weight (its rows before 2026-12-06, when the demo config began to choose the weight)
 FIXED_INVARIANT = {"use_invariant_prior": True, "choose_invariant_weight": False}
 # What the rows without an invariant prior turn off (the demo config chooses its weight: both go together)
 NO_INVARIANT = {"use_invariant_prior": False, "choose_invariant_weight": False}
+# The part prior at the configured weight: the demo config to 2026-12-07 (fifth change), and what a row whose image
+# score leaves the part prior out (no prior, other score parts, the image-level maximum) must set
+FIXED_PART = {"choose_part_weight": False}
+# What the rows without a part prior turn off with it (the demo config also paints it into the map)
+NO_PART = {"use_part_prior": False, "part_in_map": False, **FIXED_PART}
 
 
 def _specs() -> dict[str, ModelSpec]:
     npgmf_rows = {
-        # the demo config: variant plus, invariant prior with its weight chosen at fit time, part prior at weight 4
+        # the demo config: variant plus, invariant and part priors with their weights chosen at fit time
         "Npgmf": {},
-        "Npgmf_no_part": {"use_part_prior": False},  # the demo config to 2026-12-06
-        "Npgmf_no_invariant": {**NO_INVARIANT, "use_part_prior": False},  # the demo config to 2026-12-05
+        "Npgmf_fixed_part_weight": FIXED_PART,  # part prior at weight 4: the demo config to 2026-12-07
+        "Npgmf_no_part": NO_PART,  # the demo config to 2026-12-06
+        "Npgmf_no_invariant": {**NO_INVARIANT, **NO_PART},  # the demo config to 2026-12-05
         # the paper's model alone (issue 16); None resets the demo config's explicit switches to the variant's values
         "Npgmf_paper": {**PAPER, "raw_embedding": None},
         "Npgmf_paper_raw": {**PAPER, "raw_embedding": True},
@@ -191,17 +199,17 @@ def _specs() -> dict[str, ModelSpec]:
         "Npgmf_only_priors": {"fusion_weights": (0.0, 0.0, 1.0, 1.0)},
         "Npgmf_only_reconstruction": {"fusion_weights": (1.0, 1.0, 0.0, 0.0)},
         "Npgmf_unified": {},  # one model over every scene: the accuracy harness adds categories=...
-        "Npgmf_score_priors": {"score_parts": ("global", "patch")},  # issue 18: image score from the priors only
-        "Npgmf_score_global": {"score_parts": ("global",)},
+        "Npgmf_score_priors": {"score_parts": ("global", "patch"), **FIXED_PART},  # issue 18: image score from priors
+        "Npgmf_score_global": {"score_parts": ("global",), **FIXED_PART},
         # issue 18: the local maps' maximum calibrated on normal images' maxima before it joins the image-level priors
         "Npgmf_calibrated_score": {"calibrated_local_score": True},
         "Npgmf_local_w1": {"local_score_weight": 1.0},  # the local maximum at full weight (the demo config to 12-05)
         "Npgmf_global_grid1": {"global_prior_grid": 1},  # position-free global prior (issue 18)
-        "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",)},
+        "Npgmf_global_grid1_score_global": {"global_prior_grid": 1, "score_parts": ("global",), **FIXED_PART},
         # issue 18, the invariant prior at a fixed weight (default 4 and views at half size, chosen on box)
         "Npgmf_invariant": FIXED_INVARIANT,
         # issue 18: the image-level priors fused by their maximum (rescore_image_level_fusion.py)
-        "Npgmf_invariant_max": {**FIXED_INVARIANT, "image_level_fusion": "max"},
+        "Npgmf_invariant_max": {**FIXED_INVARIANT, "image_level_fusion": "max", **FIXED_PART},
         # issue 18: its weight chosen at fit time from part-level pseudo-anomalies of the held-out normals (what the
         # demo config does since 2026-12-06; the row existed before)
         "Npgmf_invariant_auto": {"use_invariant_prior": True, "choose_invariant_weight": True},
@@ -213,6 +221,7 @@ def _specs() -> dict[str, ModelSpec]:
             **FIXED_INVARIANT,
             "score_parts": ("invariant",),
             "invariant_scale": 1.0,
+            **FIXED_PART,
         },
         # issue 18 at 256 px: the demo config's oce_strides (2, 1) keep a 2x2 bottleneck at 128 px only; (2, 2) keeps
         # it at 256 px, as the shipped 256-px configs do (measured on box: no change, model README)
@@ -235,7 +244,7 @@ def _specs() -> dict[str, ModelSpec]:
         # issue 18, the part prior at weight 1 without a floor: the runs its weight and floor were chosen from on box
         # by rescoring (benchmarks/accuracy/rescore_part_weight.py --floors); the demo config since 2026-12-07
         # (second change) is weight 4 with part_floor 0, the plain Npgmf row
-        "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0, "part_floor": None},
+        "Npgmf_part": {"use_part_prior": True, "part_weight": 1.0, "part_floor": None, **FIXED_PART},
         # issue 18, the demo config without the part map (runs to rescore it from: rescore_part_map.py)
         "Npgmf_no_part_map": {"part_in_map": False},
         "Npgmf_k32": {"codebook_size": 32},

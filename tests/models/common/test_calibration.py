@@ -82,9 +82,9 @@ def test_no_test_image_reaches_a_fit_without_a_validation_folder(
     assert str(datamodule.val_split_mode.value) == "same_as_test"  # validation *is* the test set here
     normalisation = {p for what, paths in reads if "normalisation" in what for p in paths}
     priors = {p for what, paths in reads if "priors" in what for p in paths}
-    weight_choice = {p for what, paths in reads if "invariant prior's weight" in what for p in paths}
+    weight_choice = {p for what, paths in reads if "image-level weights" in what for p in paths}
     assert normalisation and priors  # both fits ran (the spy sees them)
-    assert weight_choice == normalisation  # choose_invariant_weight reads the same held-out normals
+    assert weight_choice == normalisation  # the chosen weights (invariant, part) read the same held-out normals
     assert not [p for p in normalisation | priors if "test" in Path(p).parts], "a fit read a test image"
     assert all(Path(p).parts[-3:-1] == ("train", "good") for p in normalisation)
     trained_on = set(map(str, datamodule.train_data.samples.image_path))

@@ -148,7 +148,7 @@ SWITCHES = {
     "use_logical": {"use_logical": False},
     "use_invariant_prior": {"use_invariant_prior": False, "choose_invariant_weight": False},
     "use_region_prior": {"use_region_prior": True},  # off in the demo config: flipping it on must reach the map
-    "use_part_prior": {"use_part_prior": False, "part_in_map": False},  # the map needs the prior
+    "use_part_prior": {"use_part_prior": False, "part_in_map": False, "choose_part_weight": False},  # need the prior
     "part_in_map": {"part_in_map": False},
 }
 

@@ -3,8 +3,9 @@ normalisation (anomalib's fit protocol for statistics, as ``MemoryBankMixin`` is
 
 Priors are fitted once on the training normals; the normalisation on held-out normals (validation, or a seeded slice
 of the training normals where validation is the test set, ``models/common/calibration.py``), before each validation
-epoch and once more on the final weights; the invariant prior's weight, when chosen (``choose_invariant_weight``),
-once, on the same held-out normals and their pseudo-anomalies (``pseudo_anomalies.py``). Everything is gathered over
+epoch and once more on the final weights; the invariant and part priors' weights, when chosen
+(``choose_invariant_weight``, ``choose_part_weight``), once, on the same held-out normals and their pseudo-anomalies
+(``pseudo_anomalies.py``). Everything is gathered over
 DDP ranks and de-duplicated by image path, so N ranks fit what one process would.
 """
 
@@ -19,8 +20,11 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key, image_seed
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
-from .pseudo_anomalies import part_anomalies, switch_weight, weight_separations
+from .pseudo_anomalies import PART_CANDIDATE_WEIGHTS, part_anomalies, switch_weight, weight_separations
 from .torch_model import FROZEN_PARTS, PARTS
+
+# the columns of ``pseudo_anomaly_distances``' rows (the part's last: added after the others had scripts reading them)
+PSEUDO_COLUMNS = ("global", "invariant", "is_pseudo_anomaly", "part")
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +141,9 @@ class NormalityFitting:
 
         Parts of :data:`FROZEN_PARTS` are fitted once: their maps would come out the same every epoch. The region
         prior's per-region scale is fitted first, on the same images (its map is painted with it); the calibration of
-        the local score last, on the fused maps of the same images; then, once, the invariant weight when it is chosen
-        (it reads the global and invariant priors' normalisation, which is fitted once).
+        the local score last, on the fused maps of the same images; then, once, the invariant and part weights when
+        they are chosen (they read the image-level priors' normalisation, which is fitted once; the part's is chosen
+        with the invariant one in its score).
         """
         region_prior = self.model.region_prior
         if region_prior is not None and not bool(region_prior.scale_fitted):
@@ -166,15 +171,20 @@ class NormalityFitting:
                 if part in needed:
                     kept[part] = gathered
         self.model.fit_local_score(kept)
-        if self.model.choose_invariant_weight and not bool(self.model.invariant_weight_chosen):
-            self.choose_invariant_weight(dataloaders)
+        unchosen = [prior for prior in ("invariant", "part") if _still_to_choose(self.model, prior)]
+        if unchosen:
+            rows = self.pseudo_anomaly_distances(dataloaders)
+            if "invariant" in unchosen:
+                self.choose_invariant_weight(dataloaders, rows)
+            if "part" in unchosen:
+                self.choose_part_weight(dataloaders, rows)
 
     @torch.no_grad()
-    def choose_invariant_weight(self, dataloaders: Iterable | None) -> None:
+    def choose_invariant_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
         """Choose the invariant prior's weight (``pseudo_anomalies.switch_weight``) from the normal images of
-        ``dataloaders`` and their part-level pseudo-anomalies. Without pseudo-anomalies (no image with a part) the
-        configured weight stays."""
-        rows = self.pseudo_anomaly_distances(dataloaders)
+        ``dataloaders`` and their part-level pseudo-anomalies (``rows``: their :meth:`pseudo_anomaly_distances`, when
+        already read). Without pseudo-anomalies (no image with a part) the configured weight stays."""
+        rows = self.pseudo_anomaly_distances(dataloaders) if rows is None else rows
         fallback = float(self.model.invariant_weight)
         anomalous = int(rows[:, 2].sum())
         if anomalous == 0 or anomalous == len(rows):
@@ -202,15 +212,52 @@ class NormalityFitting:
         )
 
     @torch.no_grad()
+    def choose_part_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
+        """Choose the part prior's weight by the same rule from the same rows: the image-level score with the part
+        prior at each of ``PART_CANDIDATE_WEIGHTS`` (the invariant prior at its current, chosen, weight) against the
+        configured ``part_weight``. Without pseudo-anomalies the configured weight stays."""
+        rows = self.pseudo_anomaly_distances(dataloaders) if rows is None else rows
+        net = self.model
+        fallback = float(net.part_weight)
+        labels = rows[:, PSEUDO_COLUMNS.index("is_pseudo_anomaly")]
+        anomalous = int(labels.sum())
+        if anomalous == 0 or anomalous == len(rows):
+            logger.warning(
+                "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s); part_weight "
+                "stays %g.",
+                len(rows) - anomalous,
+                fallback,
+            )
+            net.set_chosen_weight("part", fallback)
+            return
+        columns = {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS) if name != "is_pseudo_anomaly"}
+        others, part = net.part_free_image_level_score(columns), columns["part"]
+        separations = weight_separations(others, part, labels, PART_CANDIDATE_WEIGHTS)
+        weight, lead, error = switch_weight(others, part, labels, separations, fallback)
+        net.set_chosen_weight("part", weight, separations)
+        logger.info(
+            "Npgmf: part_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best leads "
+            "the configured %g by %.3f, standard error %.3f)",
+            weight,
+            len(rows) - anomalous,
+            anomalous,
+            ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
+            fallback,
+            lead,
+            error,
+        )
+
+    @torch.no_grad()
     def pseudo_anomaly_distances(self, dataloaders: Iterable | None) -> torch.Tensor:
-        """(N, 3) float64 rows (global distance, invariant distance, is pseudo-anomaly), normalised, for the normal
-        images of ``dataloaders`` and their part-level pseudo-anomalies (``pseudo_anomalies.py``), gathered over DDP
-        ranks and ordered by image path (then kind), so N ranks see what one process would."""
+        """(N, 4) float64 rows (:data:`PSEUDO_COLUMNS`: global, invariant distance, is pseudo-anomaly, part distance;
+        normalised, 0 for a prior that is off) for the normal images of ``dataloaders`` and their part-level
+        pseudo-anomalies (``pseudo_anomalies.py``), gathered over DDP ranks and ordered by image path (then kind), so N
+        ranks see what one process would."""
         keys: list[str] = []
         rows: list[torch.Tensor] = []
         was_training = self.model.training
         self.model.eval()
-        description = "Npgmf: choosing the invariant prior's weight"
+        description = "Npgmf: choosing image-level weights on pseudo-anomalies"
         for images, paths in self._normal_images_of(dataloaders, description, pre_process=False):
             seeds = [image_seed(image) for image in images]
             images = self._at_input_size(images)
@@ -225,12 +272,14 @@ class NormalityFitting:
                 torch.stack(made).split(len(images)), labels.split(len(images)), strict=True
             ):
                 distances = self.model.image_level_distances(self._pre_process(chunk))
-                columns = [distances["global"].cpu().double(), distances["invariant"].cpu().double(), chunk_labels]
+                distances["is_pseudo_anomaly"] = chunk_labels
+                zeros = torch.zeros_like(chunk_labels)
+                columns = [distances.get(name, zeros).cpu().double() for name in PSEUDO_COLUMNS]
                 rows.extend(torch.stack(columns, dim=1))
             keys.extend(made_keys)
         self.model.train(was_training)
         gathered = gather_unique_by_key(keys, rows)  # every rank joins the gather, with or without images
-        return torch.stack(gathered) if gathered else torch.zeros(0, 3, dtype=torch.float64)
+        return torch.stack(gathered) if gathered else torch.zeros(0, len(PSEUDO_COLUMNS), dtype=torch.float64)
 
     def _at_input_size(self, images: torch.Tensor) -> torch.Tensor:
         """Images at the model's input size, still in [0, 1] (pseudo-anomalies are made at the size the model sees,
@@ -286,6 +335,11 @@ class NormalityFitting:
         if self.pre_processor is not None and self.pre_processor.transform is not None:
             images = self.pre_processor.transform(images)
         return images
+
+
+def _still_to_choose(model: torch.nn.Module, prior: str) -> bool:
+    """Whether ``prior``'s ("invariant" / "part") weight is chosen at fit time and has not been yet."""
+    return getattr(model, f"choose_{prior}_weight") and not bool(getattr(model, f"{prior}_weight_chosen"))
 
 
 def _is_fitted(normalizer: torch.nn.Module | None) -> bool:

@@ -125,6 +125,9 @@ class Npgmf(
             the image's median colour (a plain background is assumed), grouped into ``part_kinds`` kinds by k-means
             on the training parts; its distance enters the image score only (``PartNormalityPrior``).
         part_weight: Its weight in the image score (on the scale of ``fusion_weights``).
+        choose_part_weight: Choose ``part_weight`` at fit time by ``choose_invariant_weight``'s rule on the same
+            pseudo-anomalies, from 0.5 to 16 [ours, issue 18]; ``part_weight`` breaks ties and is kept when no image
+            has a part. Saved in checkpoints, baked into exports. See the model README.
         part_floor: Its normalised distance counts only above this value [ours, issue 18]; ``None`` (default): all of
             it; 0: only above its normal images' 0.9 quantile, so on images whose counts are normal (a part in the
             wrong place) it adds no noise over the other priors. See the model README.
@@ -182,6 +185,7 @@ class Npgmf(
         region_relative: bool = True,
         use_part_prior: bool | None = None,
         part_weight: float = 1.0,
+        choose_part_weight: bool = False,
         part_floor: float | None = None,
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
@@ -247,6 +251,7 @@ class Npgmf(
             region_relative=region_relative,
             use_part_prior=switches["use_part_prior"],
             part_weight=part_weight,
+            choose_part_weight=choose_part_weight,
             part_floor=part_floor,
             part_in_map=part_in_map,
             part_map_weight=part_map_weight,

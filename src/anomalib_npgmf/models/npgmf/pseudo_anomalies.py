@@ -1,4 +1,4 @@
-"""Part-level pseudo-anomalies of normal images, and the invariant prior's weight that separates them best.
+"""Part-level pseudo-anomalies of normal images, and the invariant (and part) prior's weight that separates them best.
 
 Issue 18: which image-level prior is the stronger differs by scene (one with parts in fixed places wants the global
 prior, one with loose parts the invariant one), and no fixed weight serves both. Without anomalous images to tune on,
@@ -7,7 +7,9 @@ one duplicated (pasted where nothing lies). The invariant prior's weight is then
 ``global + weight x invariant`` (both normalised on the normal images) ranks the stand-ins above the normals best,
 provided it beats the configured weight by more than the sampling error of that difference (``switch_weight``).
 Square patches pasted, erased or recoloured were tried first and are too easy (both priors separate them at
-0.88-0.99, so they cannot tell the weights apart): see the model README.
+0.88-0.99, so they cannot tell the weights apart): see the model README. The part prior's weight is chosen the same
+way after it (``choose_part_weight``): ``global + invariant-weight x invariant + weight x part``, against
+``part_weight``, where the other priors' spread on the normals can bury the part counts (screws at 256 px).
 
 A part is a connected blob of pixels far from the image's median colour (its background on LOCO-like scenes), large
 enough not to be texture noise and smaller than half the image on both sides (not a frame or a wall). Images are
@@ -24,6 +26,9 @@ PART_CONTRAST = 0.25  # RGB distance (0-1 scale) from the median colour that mak
 PART_MIN_AREA = 6  # pixels; smaller blobs are texture noise
 PLACEMENT_TRIES = 50  # random places tried for a duplicate before the image gives none
 CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # on the scale of fusion_weights, as invariant_weight
+# the part prior's (choose_part_weight), fixed before any run was scored with the rule: the invariant's, and 16 on top
+# because the part prior alone separates more than the fused score at 8 (model README, screws at 256 px)
+PART_CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 # how many standard errors of the paired AUROC difference the best weight must lead the configured one by: the
 # one-standard-error rule (Breiman et al., CART, 1984), with the configured weight as the default kept on a near-tie
 SWITCH_STANDARD_ERRORS = 1.0

@@ -32,13 +32,14 @@ from .components import (
     view_count,
     view_size,
 )
-from .pseudo_anomalies import CANDIDATE_WEIGHTS
+from .pseudo_anomalies import CANDIDATE_WEIGHTS, PART_CANDIDATE_WEIGHTS
 
 # the parts normalised and fused
 PARTS = ("logical", "structural", "global", "patch", "invariant", "region", "part", "part_map")
 IMAGE_LEVEL = ("global", "invariant", "part")  # parts with one value per image (a constant map until they are scored)
 IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image score (issue 18)
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
+CHOSEN_WEIGHT_CANDIDATES = {"invariant": CANDIDATE_WEIGHTS, "part": PART_CANDIDATE_WEIGHTS}  # what each is chosen from
 FROZEN_PARTS = ("global", "patch", "invariant", "region", "part", "part_map")
 # the part map is 0 wherever no part breaks the pattern; below its normal images' 0.9 quantile it adds nothing
 PART_MAP_FLOOR = {"part_map": 0.0}
@@ -162,6 +163,9 @@ class NpgmfModel(nn.Module):
             counts per kind (parts cut by colour from the median colour; see ``PartNormalityPrior``); its distance
             enters the image score only.
         part_weight: Its weight in the image score, on the scale of ``fusion_weights``.
+        choose_part_weight: Choose that weight at fit time instead [ours, issue 18], by ``choose_invariant_weight``'s
+            rule on the same pseudo-anomalies, from ``pseudo_anomalies.PART_CANDIDATE_WEIGHTS``: the image-level score
+            with the part prior at each weight, against ``part_weight``. Stored in the ``part_weight`` buffer.
         part_floor: The part prior's normalised distance counts only above this value [ours, issue 18] (``None``: all
             of it; 0: only above its normal images' 0.9 quantile). Counts say nothing about a part in the wrong place,
             so on such an image the part distance is a normal image's, and below the floor it adds nothing to bury
@@ -221,6 +225,7 @@ class NpgmfModel(nn.Module):
         region_relative: bool = True,
         use_part_prior: bool = False,
         part_weight: float = 1.0,
+        choose_part_weight: bool = False,
         part_floor: float | None = None,
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
@@ -264,6 +269,10 @@ class NpgmfModel(nn.Module):
         if choose_invariant_weight and not (use_invariant_prior and use_global_prior and image_level_fusion == "sum"):
             msg = "choose_invariant_weight weighs the invariant prior against the global one: it needs "
             msg += "use_invariant_prior and use_global_prior true and image_level_fusion 'sum'"
+            raise ValueError(msg)
+        if choose_part_weight and not (use_part_prior and image_level_fusion == "sum"):
+            msg = "choose_part_weight weighs the part prior in the image score: it needs use_part_prior true and "
+            msg += "image_level_fusion 'sum'"
             raise ValueError(msg)
         if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
             msg = (
@@ -353,17 +362,26 @@ class NpgmfModel(nn.Module):
             float(part_weight),
             float(part_map_weight),
         )
-        self._invariant_weight_built = float(invariant_weight)
+        self._weight_built = {"invariant": float(invariant_weight), "part": float(part_weight)}
         self.choose_invariant_weight = bool(choose_invariant_weight)
-        if self.choose_invariant_weight:  # registered only when used, so older checkpoints load unchanged
-            self.register_buffer("invariant_weight", torch.tensor(float(invariant_weight)))
-            self.register_buffer("invariant_weight_chosen", torch.tensor(False))
-            # the pseudo-anomaly AUROC of each of CANDIDATE_WEIGHTS it was chosen by (0: none could be made)
-            self.register_buffer("invariant_weight_aurocs", torch.zeros(len(CANDIDATE_WEIGHTS), dtype=torch.float64))
-            self.register_load_state_dict_post_hook(_restore_invariant_share)
+        self.choose_part_weight = bool(choose_part_weight)
+        # each chosen weight's buffers (registered only when used, so older checkpoints load unchanged): the weight,
+        # whether it was chosen, and the pseudo-anomaly AUROC of each candidate it was chosen by (0: none made)
+        for prior, chosen in (("invariant", self.choose_invariant_weight), ("part", self.choose_part_weight)):
+            if chosen:
+                self.register_buffer(f"{prior}_weight", torch.tensor(self._weight_built[prior]))
+                self.register_buffer(f"{prior}_weight_chosen", torch.tensor(False))
+                aurocs = torch.zeros(len(CHOSEN_WEIGHT_CANDIDATES[prior]), dtype=torch.float64)
+                self.register_buffer(f"{prior}_weight_aurocs", aurocs)
+        if self.choose_invariant_weight or self.choose_part_weight:
+            self.register_load_state_dict_post_hook(_restore_chosen_shares)
         self.blur = _checked_blur(blur_sigma, input_size)
         self.global_in_map = bool(global_in_map)
         self.score_parts = _checked_score_parts(score_parts, [part for part in PARTS if active[part]])
+        if self.choose_part_weight and "part" not in self.score_parts:
+            msg = "choose_part_weight weighs the part prior in the image score, but score_parts "
+            msg += f"{list(self.score_parts)} leaves it out"
+            raise ValueError(msg)
         self.part_in_map = bool(active["part_map"])
         # registered only when used, as the invariant / region normalisers
         self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
@@ -523,35 +541,67 @@ class NpgmfModel(nn.Module):
     def current_invariant_weight(self) -> float:
         """The invariant prior's weight the image score uses: the chosen one (``choose_invariant_weight``) or the one
         the model was built with (what rescoring scripts rescale from)."""
-        if self.choose_invariant_weight:
-            return float(self.invariant_weight)
-        return self._invariant_weight_built
+        return self.current_weight("invariant")
+
+    @property
+    def current_part_weight(self) -> float:
+        """The part prior's weight the image score uses: the chosen one (``choose_part_weight``) or the built one."""
+        return self.current_weight("part")
+
+    def current_weight(self, prior: str) -> float:
+        """``prior``'s ("invariant" or "part") image-score weight: its buffer when chosen at fit time, else as built."""
+        if getattr(self, f"choose_{prior}_weight"):
+            return float(getattr(self, f"{prior}_weight"))
+        return self._weight_built[prior]
 
     def set_invariant_weight(self, weight: float, aurocs: dict[float, float] | None = None) -> None:
-        """Set the chosen invariant weight (``choose_invariant_weight``): the buffer a checkpoint saves and the share
-        the image score (and so the exported graph) reads; ``aurocs``: the separations it was chosen by."""
-        self.invariant_weight.fill_(float(weight))
-        if aurocs is not None:
-            values = [aurocs[candidate] for candidate in CANDIDATE_WEIGHTS]
-            self.invariant_weight_aurocs.copy_(torch.tensor(values, dtype=torch.float64))
-        self.invariant_weight_chosen.fill_(True)
-        self._apply_invariant_weight()
+        """Set the chosen invariant weight (``choose_invariant_weight``); see :meth:`set_chosen_weight`."""
+        self.set_chosen_weight("invariant", weight, aurocs)
 
-    def _apply_invariant_weight(self) -> None:
-        fusion_weights, region_weight, part_weight, part_map_weight = self._weights_built_with
-        invariant = float(self.invariant_weight)
-        share = fusion_shares(fusion_weights, invariant, region_weight, part_weight, part_map_weight)["invariant"]
-        self.fusion_weights["invariant"] = share
+    def set_chosen_weight(self, prior: str, weight: float, aurocs: dict[float, float] | None = None) -> None:
+        """Set ``prior``'s chosen weight: the buffer a checkpoint saves and the share the image score (and so the
+        exported graph) reads; ``aurocs``: the separations it was chosen by, per candidate."""
+        getattr(self, f"{prior}_weight").fill_(float(weight))
+        if aurocs is not None:
+            values = [aurocs[candidate] for candidate in CHOSEN_WEIGHT_CANDIDATES[prior]]
+            getattr(self, f"{prior}_weight_aurocs").copy_(torch.tensor(values, dtype=torch.float64))
+        getattr(self, f"{prior}_weight_chosen").fill_(True)
+        self._apply_chosen_weights()
+
+    def _apply_chosen_weights(self) -> None:
+        fusion_weights, region_weight, _, part_map_weight = self._weights_built_with
+        shares = fusion_shares(
+            fusion_weights, self.current_invariant_weight, region_weight, self.current_part_weight, part_map_weight
+        )
+        for prior in ("invariant", "part"):
+            if getattr(self, f"choose_{prior}_weight"):
+                self.fusion_weights[prior] = shares[prior]
+
+    def part_free_image_level_score(self, distances: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The image-level priors' share of the image score without the part prior, in units of one ``part_weight``
+        (so ``this + weight x part distance`` ranks images as the image score's image-level part does at that
+        weight); ``distances``: :meth:`image_level_distances`."""
+        unit = fusion_shares(self._weights_built_with[0], part_weight=1.0)["part"]
+        score = torch.zeros_like(distances["part"], dtype=torch.float64)
+        for part in self.image_level_parts:
+            if part != "part" and part in self.score_parts:
+                score = score + self.fusion_weights[part] / unit * distances[part].double()
+        return score
 
     @torch.no_grad()
     def image_level_distances(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B,) normalised distance of each pre-processed image to the global and the invariant prior (what
-        ``choose_invariant_weight`` weighs; the reconstruction branches are not run)."""
+        """(B,) normalised distance of each pre-processed image to each active image-level prior (global, invariant,
+        part: what ``choose_invariant_weight`` and ``choose_part_weight`` weigh; the reconstruction branches are not
+        run)."""
         *levels, _ = self.encoder(images)
-        raw = {
-            "global": self.global_prior.distances(levels).amin(dim=1),
-            "invariant": self.invariant_prior(self._view_levels(images)).reshape(-1),
-        }
+        raw, global_distances = {}, None
+        if self.global_prior is not None:
+            global_distances = self.global_prior.distances(levels)
+            raw["global"] = global_distances.amin(dim=1)
+        if self.invariant_prior is not None:
+            raw["invariant"] = self.invariant_prior(self._view_levels(images)).reshape(-1)
+        if self.part_prior is not None:
+            raw["part"] = self.part_prior(images, self._route(levels, global_distances)).reshape(-1)
         return {part: self.image_level_normalised(part, value) for part, value in raw.items()}
 
     def normalizer(self, part: str) -> QuantileMapNormalizer | None:
@@ -633,10 +683,10 @@ def fusion_shares(
     return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
 
 
-def _restore_invariant_share(module: NpgmfModel, _incompatible_keys: object) -> None:
-    """After a state dict is loaded: the invariant share from the loaded ``invariant_weight`` buffer (the share is a
-    plain float, which a state dict does not hold)."""
-    module._apply_invariant_weight()
+def _restore_chosen_shares(module: NpgmfModel, _incompatible_keys: object) -> None:
+    """After a state dict is loaded: the chosen weights' shares from the loaded ``invariant_weight`` /
+    ``part_weight`` buffers (a share is a plain float, which a state dict does not hold)."""
+    module._apply_chosen_weights()
 
 
 def _checked_blur(sigma: float, input_size: tuple[int, int]) -> SeparableGaussianBlur:

@@ -1,0 +1,146 @@
+"""``choose_part_weight``: the part prior's weight is chosen once at fit time by ``choose_invariant_weight``'s rule on
+the same pseudo-anomalies, with the invariant prior at its chosen weight in the score; read by the image score, kept
+through a state dict, and what a model built with that fixed weight scores."""
+
+import logging
+
+import pytest
+import torch
+from anomalib.data import ImageBatch
+
+from anomalib_npgmf.metrics import rank_auroc
+from anomalib_npgmf.models.npgmf.fitting import PSEUDO_COLUMNS
+from anomalib_npgmf.models.npgmf.pseudo_anomalies import PART_CANDIDATE_WEIGHTS, switch_weight, weight_separations
+from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
+
+from .conftest import IMAGE_SIZE, TINY_NPGMF, tiny_datamodule
+
+AUTO = {
+    **TINY_NPGMF,
+    "use_invariant_prior": True,
+    "choose_invariant_weight": True,
+    "use_part_prior": True,
+    "part_weight": 4.0,
+    "part_floor": 0.0,
+    "choose_part_weight": True,
+}
+BUFFERS = ("part_weight", "part_weight_chosen", "part_weight_aurocs")  # in checkpoints
+TINY_FUSION = (1.0, 1.0, 1.0, 1.0)
+COLUMN = {name: index for index, name in enumerate(PSEUDO_COLUMNS)}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A small generated screws scene (loose parts to remove and duplicate) at the tiny model's size."""
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("choose_part_weight")
+    generate_demo_dataset(
+        root,
+        "demo_screws",
+        image_size=IMAGE_SIZE,
+        n_train=12,
+        n_val=8,
+        n_test_good=3,
+        n_test_per_defect=1,
+        seed=0,
+        scene="screws",
+    )
+    datamodule = tiny_datamodule(root, "demo_screws")
+    datamodule.setup()
+    return datamodule
+
+
+def _model(**overrides: object) -> object:
+    from anomalib_npgmf import Npgmf
+
+    torch.manual_seed(0)
+    return Npgmf(**{**AUTO, **overrides}, category="demo_screws", visualizer=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(scene) -> object:
+    model = _model()
+    model.fit_priors(scene.train_dataloader())
+    model.fit_normalization([scene.val_dataloader()])
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needs"),
+    [
+        ({"use_part_prior": False}, "use_part_prior"),
+        ({"image_level_fusion": "max"}, "image_level_fusion 'sum'"),
+        ({"score_parts": ("logical", "structural", "global")}, "leaves it out"),
+    ],
+)
+def test_it_needs_the_part_prior_summed_into_the_image_score(overrides, needs):
+    with pytest.raises(ValueError, match=needs):
+        _model(**overrides)
+
+
+def test_the_weight_chosen_is_the_switch_rules_with_the_chosen_invariant_weight_in_the_score(fitted, scene):
+    net = fitted.model
+    assert bool(net.part_weight_chosen) and bool(net.invariant_weight_chosen)
+    rows = fitted.pseudo_anomaly_distances([scene.val_dataloader()])
+    labels, part = rows[:, COLUMN["is_pseudo_anomaly"]], rows[:, COLUMN["part"]]
+    assert int((labels == 0).sum()) == 8 and int(labels.sum()) >= 8
+    assert float(part.std()) > 0 and rank_auroc(part, labels) > 0.6  # the part column reads the removed parts
+    others = rows[:, COLUMN["global"]] + float(net.invariant_weight) * rows[:, COLUMN["invariant"]]
+    assert float(others.std()) > 0
+    separations = weight_separations(others, part, labels, PART_CANDIDATE_WEIGHTS)
+    assert max(separations.values()) - min(separations.values()) > 0  # the candidates rank differently
+    chosen = float(net.part_weight)
+    assert chosen in PART_CANDIDATE_WEIGHTS
+    assert chosen == switch_weight(others, part, labels, separations, fallback=4.0)[0]
+    stored = dict(zip(PART_CANDIDATE_WEIGHTS, net.part_weight_aurocs.tolist(), strict=True))
+    assert stored == pytest.approx(separations, abs=1e-12)
+    shares = fusion_shares(TINY_FUSION, float(net.invariant_weight), 3.0, chosen, 8.0)
+    assert net.fusion_weights["part"] == pytest.approx(shares["part"])
+    assert net.fusion_weights["invariant"] == pytest.approx(shares["invariant"])
+
+
+def test_the_image_score_is_the_fixed_weight_models_at_the_chosen_weight(fitted, scene):
+    images = torch.cat([batch.image for batch in scene.test_dataloader()])
+    state = fitted.state_dict()
+    scores = {}
+    for weight in (0.5, 16.0):
+        fitted.model.set_chosen_weight("part", weight)
+        with torch.no_grad():
+            scores[weight] = fitted(images).pred_score.reshape(-1)
+        fixed = _model(choose_part_weight=False, part_weight=weight)
+        missing, unexpected = fixed.load_state_dict(fitted.state_dict(), strict=False)
+        assert not missing and {key.split(".")[-1] for key in unexpected} == set(BUFFERS)
+        with torch.no_grad():
+            torch.testing.assert_close(fixed.eval()(images).pred_score.reshape(-1), scores[weight])
+    assert float((scores[0.5] - scores[16.0]).abs().max()) > 1e-3  # the weight really reaches the score
+    fitted.load_state_dict(state)
+
+
+def test_a_state_dict_carries_the_chosen_weight_and_a_refit_keeps_it(fitted, scene):
+    state = fitted.state_dict()
+    fitted.model.set_chosen_weight("part", 16.0)
+    fitted.fit_normalization([scene.val_dataloader()])  # chosen once: a later calibration does not choose again
+    assert float(fitted.model.part_weight) == 16.0
+    restored = _model()
+    invariant = fitted.model.current_invariant_weight
+    assert restored.model.fusion_weights["part"] == fusion_shares(TINY_FUSION, 4.0, 3.0, 4.0)["part"]
+    restored.load_state_dict(fitted.state_dict())
+    assert restored.model.fusion_weights == fitted.model.fusion_weights
+    assert restored.model.fusion_weights["part"] == fusion_shares(TINY_FUSION, invariant, 3.0, 16.0)["part"]
+    fitted.load_state_dict(state)
+
+
+def test_without_parts_the_configured_weight_stays_with_a_warning(fitted, caplog):
+    flat = ImageBatch(
+        image=torch.full((4, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5),
+        gt_label=torch.zeros(4, dtype=torch.long),
+        image_path=[f"/flat/{index}.png" for index in range(4)],
+    )
+    model = _model(part_weight=2.0)
+    state = {key: value for key, value in fitted.state_dict().items() if "part_weight" not in key}
+    model.load_state_dict(state, strict=False)
+    with caplog.at_level(logging.WARNING):
+        model.choose_part_weight([[flat]])
+    assert "no part-level pseudo-anomalies" in caplog.text and "part_weight stays 2" in caplog.text
+    assert bool(model.model.part_weight_chosen) and float(model.model.part_weight) == 2.0
