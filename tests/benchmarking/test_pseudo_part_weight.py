@@ -9,44 +9,18 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 
-from ..models.npgmf.conftest import IMAGE_SIZE, TINY_NPGMF
+from ..models.npgmf.conftest import CHOSEN_WEIGHTS, TINY_NPGMF, fitted_on, seeded_npgmf, small_screws_scene
 from .conftest import load_accuracy_script
-
-CHOSEN = {
-    "use_invariant_prior": True,
-    "choose_invariant_weight": True,
-    "use_part_prior": True,
-    "part_weight": 4.0,
-    "part_floor": 0.0,
-    "choose_part_weight": True,
-}
 
 
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     """A tiny Npgmf fitted with both weights chosen on a small generated screws scene, and the run folder."""
-    from anomalib_npgmf import Npgmf
-    from anomalib_npgmf.data import generate_demo_dataset
-
     root = tmp_path_factory.mktemp("pseudo_part_weight")
-    generate_demo_dataset(
-        root / "data",
-        "demo_screws",
-        image_size=IMAGE_SIZE,
-        n_train=12,
-        n_val=8,
-        n_test_good=4,
-        n_test_per_defect=2,
-        seed=0,
-        scene="screws",
-    )
-    torch.manual_seed(0)
-    model = Npgmf(**TINY_NPGMF, **CHOSEN, category="demo_screws", visualizer=False)
+    small_screws_scene(root / "data")
     datamodule = saved_runs.loco_datamodule(root / "data", "demo_screws")
     datamodule.setup("fit")
-    model.fit_priors(datamodule.train_dataloader())
-    model.fit_normalization(saved_runs.calibration_loaders(root, "demo_screws"))
-    return model.eval(), root
+    return fitted_on(seeded_npgmf({**TINY_NPGMF, **CHOSEN_WEIGHTS}, "demo_screws"), datamodule), root
 
 
 def test_it_finds_the_runs_own_choice_and_scores_the_test_set_as_the_model_does(fitted_run):

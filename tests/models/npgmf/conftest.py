@@ -1,6 +1,6 @@
 """A tiny trained Npgmf shared by the integration tests of this folder (trained once per session)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,65 @@ def fitted_tiny_npgmf(**overrides: object) -> object:
     model.fit_priors([batch])
     model.fit_normalization([[batch]])
     return model.eval()
+
+
+# the demo config's image-level priors with both weights chosen at fit time, on the tiny model
+CHOSEN_WEIGHTS = {
+    "use_invariant_prior": True,
+    "choose_invariant_weight": True,
+    "use_part_prior": True,
+    "part_weight": 4.0,
+    "part_floor": 0.0,
+    "choose_part_weight": True,
+}
+
+
+def assert_a_chosen_weight_scores_as_the_fixed_one(
+    fitted: object, build: Callable[..., object], prior: str, weights: tuple[float, float], images: torch.Tensor
+) -> None:
+    """``fitted`` with ``prior``'s ("invariant" / "part") chosen weight set to each of ``weights`` scores ``images``
+    exactly as a model built with that fixed weight (``build(**overrides)``) holding the same state, and the two
+    weights score differently (the weight reaches the score). ``fitted``'s state is restored."""
+    state = fitted.state_dict()
+    buffers = {f"{prior}_weight", f"{prior}_weight_chosen", f"{prior}_weight_aurocs"}  # what a fixed model lacks
+    scores = {}
+    for weight in weights:
+        fitted.model.set_chosen_weight(prior, weight)
+        with torch.no_grad():
+            scores[weight] = fitted(images).pred_score.reshape(-1)
+        fixed = build(**{f"choose_{prior}_weight": False, f"{prior}_weight": weight})
+        missing, unexpected = fixed.load_state_dict(fitted.state_dict(), strict=False)
+        assert not missing and {key.split(".")[-1] for key in unexpected} == buffers
+        with torch.no_grad():
+            torch.testing.assert_close(fixed.eval()(images).pred_score.reshape(-1), scores[weight])
+    assert float((scores[weights[0]] - scores[weights[1]]).abs().max()) > 1e-3
+    fitted.load_state_dict(state)
+
+
+def seeded_npgmf(settings: dict, category: str) -> object:
+    """An Npgmf of ``settings`` for ``category``, torch seeded first (the same initial weights every call)."""
+    from anomalib_npgmf import Npgmf
+
+    torch.manual_seed(0)
+    return Npgmf(**settings, category=category, visualizer=False)
+
+
+def fitted_on(model: object, datamodule: object) -> object:
+    """``model`` with its priors fitted on ``datamodule``'s training images and its normalisation (and chosen weights)
+    on its validation images, as training fits them; in eval mode."""
+    model.fit_priors(datamodule.train_dataloader())
+    model.fit_normalization([datamodule.val_dataloader()])
+    return model.eval()
+
+
+def small_screws_scene(root: Path) -> Path:
+    """A small generated screws category (loose parts to remove and duplicate) at :data:`IMAGE_SIZE`, under ``root``."""
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    return generate_demo_dataset(
+        root, "demo_screws", image_size=IMAGE_SIZE, n_train=12, n_val=8, n_test_good=4, n_test_per_defect=2, seed=0,
+        scene="screws",
+    )  # fmt: skip
 
 
 def tiny_normal_batch() -> object:

@@ -12,10 +12,16 @@ from anomalib.data import ImageBatch
 from anomalib_npgmf.models.npgmf.pseudo_anomalies import CANDIDATE_WEIGHTS, switch_weight, weight_separations
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
-from .conftest import IMAGE_SIZE, TINY_NPGMF, tiny_datamodule
+from .conftest import (
+    IMAGE_SIZE,
+    TINY_NPGMF,
+    assert_a_chosen_weight_scores_as_the_fixed_one,
+    fitted_on,
+    seeded_npgmf,
+    tiny_datamodule,
+)
 
 AUTO = {**TINY_NPGMF, "use_invariant_prior": True, "choose_invariant_weight": True}
-AUTO_BUFFERS = ("invariant_weight", "invariant_weight_chosen", "invariant_weight_aurocs")  # in checkpoints
 TINY_FUSION = (1.0, 1.0, 1.0, 1.0)  # Npgmf's default fusion_weights, which the shares are computed from
 
 
@@ -34,18 +40,12 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 def _model(**overrides: object) -> object:
-    from anomalib_npgmf import Npgmf
-
-    torch.manual_seed(0)
-    return Npgmf(**{**AUTO, **overrides}, category="demo_box", visualizer=False)
+    return seeded_npgmf({**AUTO, **overrides}, "demo_box")
 
 
 @pytest.fixture(scope="module")
 def fitted(scene) -> object:
-    model = _model()
-    model.fit_priors(scene.train_dataloader())
-    model.fit_normalization([scene.val_dataloader()])
-    return model.eval()
+    return fitted_on(_model(), scene)
 
 
 def _test_images(scene) -> torch.Tensor:
@@ -96,20 +96,7 @@ def test_the_pseudo_anomalies_do_not_depend_on_where_the_dataset_lies(fitted, sc
 
 
 def test_the_image_score_is_the_fixed_weight_models_at_the_chosen_weight(fitted, scene):
-    images = _test_images(scene)
-    state = fitted.state_dict()
-    scores = {}
-    for weight in (0.5, 8.0):
-        fitted.model.set_invariant_weight(weight)
-        with torch.no_grad():
-            scores[weight] = fitted(images).pred_score.reshape(-1)
-        fixed = _model(choose_invariant_weight=False, invariant_weight=weight)
-        missing, unexpected = fixed.load_state_dict(fitted.state_dict(), strict=False)
-        assert not missing and {key.split(".")[-1] for key in unexpected} == set(AUTO_BUFFERS)
-        with torch.no_grad():
-            torch.testing.assert_close(fixed.eval()(images).pred_score.reshape(-1), scores[weight])
-    assert float((scores[0.5] - scores[8.0]).abs().max()) > 1e-3  # the weight really reaches the score
-    fitted.load_state_dict(state)
+    assert_a_chosen_weight_scores_as_the_fixed_one(fitted, _model, "invariant", (0.5, 8.0), _test_images(scene))
 
 
 def test_a_state_dict_carries_the_chosen_weight_and_a_refit_keeps_it(fitted, scene):

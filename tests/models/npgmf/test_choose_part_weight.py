@@ -13,18 +13,18 @@ from anomalib_npgmf.models.npgmf.fitting import PSEUDO_COLUMNS
 from anomalib_npgmf.models.npgmf.pseudo_anomalies import PART_CANDIDATE_WEIGHTS, switch_weight, weight_separations
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
-from .conftest import IMAGE_SIZE, TINY_NPGMF, tiny_datamodule
+from .conftest import (
+    CHOSEN_WEIGHTS,
+    IMAGE_SIZE,
+    TINY_NPGMF,
+    assert_a_chosen_weight_scores_as_the_fixed_one,
+    fitted_on,
+    seeded_npgmf,
+    small_screws_scene,
+    tiny_datamodule,
+)
 
-AUTO = {
-    **TINY_NPGMF,
-    "use_invariant_prior": True,
-    "choose_invariant_weight": True,
-    "use_part_prior": True,
-    "part_weight": 4.0,
-    "part_floor": 0.0,
-    "choose_part_weight": True,
-}
-BUFFERS = ("part_weight", "part_weight_chosen", "part_weight_aurocs")  # in checkpoints
+AUTO = {**TINY_NPGMF, **CHOSEN_WEIGHTS}
 TINY_FUSION = (1.0, 1.0, 1.0, 1.0)
 COLUMN = {name: index for index, name in enumerate(PSEUDO_COLUMNS)}
 
@@ -32,38 +32,20 @@ COLUMN = {name: index for index, name in enumerate(PSEUDO_COLUMNS)}
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> object:
     """A small generated screws scene (loose parts to remove and duplicate) at the tiny model's size."""
-    from anomalib_npgmf.data import generate_demo_dataset
-
     root = tmp_path_factory.mktemp("choose_part_weight")
-    generate_demo_dataset(
-        root,
-        "demo_screws",
-        image_size=IMAGE_SIZE,
-        n_train=12,
-        n_val=8,
-        n_test_good=3,
-        n_test_per_defect=1,
-        seed=0,
-        scene="screws",
-    )
+    small_screws_scene(root)
     datamodule = tiny_datamodule(root, "demo_screws")
     datamodule.setup()
     return datamodule
 
 
 def _model(**overrides: object) -> object:
-    from anomalib_npgmf import Npgmf
-
-    torch.manual_seed(0)
-    return Npgmf(**{**AUTO, **overrides}, category="demo_screws", visualizer=False)
+    return seeded_npgmf({**AUTO, **overrides}, "demo_screws")
 
 
 @pytest.fixture(scope="module")
 def fitted(scene) -> object:
-    model = _model()
-    model.fit_priors(scene.train_dataloader())
-    model.fit_normalization([scene.val_dataloader()])
-    return model.eval()
+    return fitted_on(_model(), scene)
 
 
 @pytest.mark.parametrize(
@@ -102,19 +84,7 @@ def test_the_weight_chosen_is_the_switch_rules_with_the_chosen_invariant_weight_
 
 def test_the_image_score_is_the_fixed_weight_models_at_the_chosen_weight(fitted, scene):
     images = torch.cat([batch.image for batch in scene.test_dataloader()])
-    state = fitted.state_dict()
-    scores = {}
-    for weight in (0.5, 16.0):
-        fitted.model.set_chosen_weight("part", weight)
-        with torch.no_grad():
-            scores[weight] = fitted(images).pred_score.reshape(-1)
-        fixed = _model(choose_part_weight=False, part_weight=weight)
-        missing, unexpected = fixed.load_state_dict(fitted.state_dict(), strict=False)
-        assert not missing and {key.split(".")[-1] for key in unexpected} == set(BUFFERS)
-        with torch.no_grad():
-            torch.testing.assert_close(fixed.eval()(images).pred_score.reshape(-1), scores[weight])
-    assert float((scores[0.5] - scores[16.0]).abs().max()) > 1e-3  # the weight really reaches the score
-    fitted.load_state_dict(state)
+    assert_a_chosen_weight_scores_as_the_fixed_one(fitted, _model, "part", (0.5, 16.0), images)
 
 
 def test_a_state_dict_carries_the_chosen_weight_and_a_refit_keeps_it(fitted, scene):

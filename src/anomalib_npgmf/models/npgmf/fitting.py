@@ -20,7 +20,13 @@ from tqdm.auto import tqdm
 from anomalib_npgmf.models.common import batch_image_paths, gather_unique_by_key, image_seed
 from anomalib_npgmf.models.common.calibration import calibration_loader, hold_out_normals
 
-from .pseudo_anomalies import PART_CANDIDATE_WEIGHTS, part_anomalies, switch_weight, weight_separations
+from .pseudo_anomalies import (
+    CANDIDATE_WEIGHTS,
+    PART_CANDIDATE_WEIGHTS,
+    part_anomalies,
+    switch_weight,
+    weight_separations,
+)
 from .torch_model import FROZEN_PARTS, PARTS
 
 # the columns of ``pseudo_anomaly_distances``' rows (the part's last: added after the others had scripts reading them)
@@ -183,63 +189,51 @@ class NormalityFitting:
     def choose_invariant_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
         """Choose the invariant prior's weight (``pseudo_anomalies.switch_weight``) from the normal images of
         ``dataloaders`` and their part-level pseudo-anomalies (``rows``: their :meth:`pseudo_anomaly_distances`, when
-        already read). Without pseudo-anomalies (no image with a part) the configured weight stays."""
-        rows = self.pseudo_anomaly_distances(dataloaders) if rows is None else rows
-        fallback = float(self.model.invariant_weight)
-        anomalous = int(rows[:, 2].sum())
-        if anomalous == 0 or anomalous == len(rows):
-            logger.warning(
-                "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s) (no part: a "
-                "small blob off the median colour); invariant_weight stays %g.",
-                len(rows) - anomalous,
-                fallback,
-            )
-            self.model.set_invariant_weight(fallback)
-            return
-        separations = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
-        weight, lead, error = switch_weight(rows[:, 0], rows[:, 1], rows[:, 2], separations, fallback)
-        self.model.set_invariant_weight(weight, separations)
-        logger.info(
-            "Npgmf: invariant_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best "
-            "leads the configured %g by %.3f, standard error %.3f)",
-            weight,
-            len(rows) - anomalous,
-            anomalous,
-            ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
-            fallback,
-            lead,
-            error,
-        )
+        already read): the image-level score ``global + weight x invariant``. Without pseudo-anomalies (no image with a
+        part) the configured weight stays."""
+        columns = _columns(self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
+        self._choose_weight("invariant", columns["global"], columns["invariant"], columns["is_pseudo_anomaly"])
 
     @torch.no_grad()
     def choose_part_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
         """Choose the part prior's weight by the same rule from the same rows: the image-level score with the part
         prior at each of ``PART_CANDIDATE_WEIGHTS`` (the invariant prior at its current, chosen, weight) against the
         configured ``part_weight``. Without pseudo-anomalies the configured weight stays."""
-        rows = self.pseudo_anomaly_distances(dataloaders) if rows is None else rows
-        net = self.model
-        fallback = float(net.part_weight)
-        labels = rows[:, PSEUDO_COLUMNS.index("is_pseudo_anomaly")]
+        columns = _columns(self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
+        others = self.model.part_free_image_level_score(columns)
+        self._choose_weight("part", others, columns["part"], columns["is_pseudo_anomaly"], PART_CANDIDATE_WEIGHTS)
+
+    def _choose_weight(
+        self,
+        prior: str,
+        base: torch.Tensor,
+        added: torch.Tensor,
+        labels: torch.Tensor,
+        candidates: tuple[float, ...] = CANDIDATE_WEIGHTS,
+    ) -> None:
+        """Set ``prior``'s weight to the candidate whose ``base + weight x added`` the switch rule picks against the
+        configured weight (kept, with a warning, when there is no pseudo-anomaly or nothing else)."""
+        fallback = float(getattr(self.model, f"{prior}_weight"))
         anomalous = int(labels.sum())
-        if anomalous == 0 or anomalous == len(rows):
+        if anomalous == 0 or anomalous == len(labels):
             logger.warning(
-                "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s); part_weight "
-                "stays %g.",
-                len(rows) - anomalous,
+                "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s) (no part: a "
+                "small blob off the median colour); %s_weight stays %g.",
+                len(labels) - anomalous,
+                prior,
                 fallback,
             )
-            net.set_chosen_weight("part", fallback)
+            self.model.set_chosen_weight(prior, fallback)
             return
-        columns = {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS) if name != "is_pseudo_anomaly"}
-        others, part = net.part_free_image_level_score(columns), columns["part"]
-        separations = weight_separations(others, part, labels, PART_CANDIDATE_WEIGHTS)
-        weight, lead, error = switch_weight(others, part, labels, separations, fallback)
-        net.set_chosen_weight("part", weight, separations)
+        separations = weight_separations(base, added, labels, candidates)
+        weight, lead, error = switch_weight(base, added, labels, separations, fallback)
+        self.model.set_chosen_weight(prior, weight, separations)
         logger.info(
-            "Npgmf: part_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best leads "
-            "the configured %g by %.3f, standard error %.3f)",
+            "Npgmf: %s_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best leads the "
+            "configured %g by %.3f, standard error %.3f)",
+            prior,
             weight,
-            len(rows) - anomalous,
+            len(labels) - anomalous,
             anomalous,
             ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
             fallback,
@@ -335,6 +329,11 @@ class NormalityFitting:
         if self.pre_processor is not None and self.pre_processor.transform is not None:
             images = self.pre_processor.transform(images)
         return images
+
+
+def _columns(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``pseudo_anomaly_distances``' rows as ``{column name: column}`` (:data:`PSEUDO_COLUMNS`)."""
+    return {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS)}
 
 
 def _still_to_choose(model: torch.nn.Module, prior: str) -> bool:
