@@ -38,8 +38,8 @@ from .pseudo_anomalies import CANDIDATE_WEIGHTS, PART_CANDIDATE_WEIGHTS
 PARTS = ("logical", "structural", "global", "patch", "invariant", "region", "part", "part_map")
 IMAGE_LEVEL = ("global", "invariant", "part")  # parts with one value per image (a constant map until they are scored)
 IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image score (issue 18)
-# parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
 CHOSEN_WEIGHT_CANDIDATES = {"invariant": CANDIDATE_WEIGHTS, "part": PART_CANDIDATE_WEIGHTS}  # what each is chosen from
+# parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
 FROZEN_PARTS = ("global", "patch", "invariant", "region", "part", "part_map")
 # the part map is 0 wherever no part breaks the pattern; below its normal images' 0.9 quantile it adds nothing
 PART_MAP_FLOOR = {"part_map": 0.0}
