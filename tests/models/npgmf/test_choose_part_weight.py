@@ -114,3 +114,15 @@ def test_without_parts_the_configured_weight_stays_with_a_warning(fitted, caplog
         model.choose_part_weight([[flat]])
     assert "no part-level pseudo-anomalies" in caplog.text and "part_weight stays 2" in caplog.text
     assert bool(model.model.part_weight_chosen) and float(model.model.part_weight) == 2.0
+
+
+def test_a_checkpoint_from_before_32_and_64_were_candidates_still_loads(fitted):
+    state = fitted.state_dict()
+    key = "model.part_weight_aurocs"
+    older = {**state, key: state[key][:6].clone()}  # saved when 16 was the largest candidate
+    restored = _model()
+    restored.load_state_dict(older)
+    assert torch.equal(restored.model.part_weight_aurocs[:6], state[key][:6])
+    assert restored.model.part_weight_aurocs[6:].eq(0).all()  # 0: not measured
+    assert restored.model.fusion_weights == fitted.model.fusion_weights
+

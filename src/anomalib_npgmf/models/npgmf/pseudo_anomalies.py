@@ -26,9 +26,10 @@ PART_CONTRAST = 0.25  # RGB distance (0-1 scale) from the median colour that mak
 PART_MIN_AREA = 6  # pixels; smaller blobs are texture noise
 PLACEMENT_TRIES = 50  # random places tried for a duplicate before the image gives none
 CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # on the scale of fusion_weights, as invariant_weight
-# the part prior's (choose_part_weight), fixed before any run was scored with the rule: the invariant's, and 16 on top
-# because the part prior alone separates more than the fused score at 8 (model README, screws at 256 px)
-PART_CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+# the part prior's (choose_part_weight): the invariant's, and 16 on top because the part prior alone separates more
+# than the fused score at 8 (model README, screws at 256 px); 32 and 64 since 2026-12-07, because on box (the scene
+# tuned on) every run that chose 16 still separated its pseudo-anomalies better at 16 than at 8
+PART_CANDIDATE_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # how many standard errors of the paired AUROC difference the best weight must lead the configured one by: the
 # one-standard-error rule (Breiman et al., CART, 1984), with the configured weight as the default kept on a near-tie
 SWITCH_STANDARD_ERRORS = 1.0

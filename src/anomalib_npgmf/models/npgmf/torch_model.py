@@ -374,6 +374,7 @@ class NpgmfModel(nn.Module):
                 aurocs = torch.zeros(len(CHOSEN_WEIGHT_CANDIDATES[prior]), dtype=torch.float64)
                 self.register_buffer(f"{prior}_weight_aurocs", aurocs)
         if self.choose_invariant_weight or self.choose_part_weight:
+            self.register_load_state_dict_pre_hook(_pad_candidate_aurocs)
             self.register_load_state_dict_post_hook(_restore_chosen_shares)
         self.blur = _checked_blur(blur_sigma, input_size)
         self.global_in_map = bool(global_in_map)
@@ -681,6 +682,16 @@ def fusion_shares(
     total = float(sum(map_weights))
     weights = [*map_weights, float(invariant_weight), float(region_weight), float(part_weight), float(part_map_weight)]
     return {part: float(weight) / total for part, weight in zip(PARTS, weights, strict=True)}
+
+
+def _pad_candidate_aurocs(module: NpgmfModel, state_dict: dict, prefix: str, *_: object) -> None:
+    """Before a state dict is loaded: a checkpoint saved with fewer candidates (``part_weight_aurocs`` had 6 entries
+    before 32 and 64 were added) gets 0 (not measured) for the candidates it did not have, so it still loads."""
+    for prior, candidates in CHOSEN_WEIGHT_CANDIDATES.items():
+        key = f"{prefix}{prior}_weight_aurocs"
+        saved = state_dict.get(key)
+        if getattr(module, f"choose_{prior}_weight") and saved is not None and 0 < len(saved) < len(candidates):
+            state_dict[key] = torch.cat([saved, saved.new_zeros(len(candidates) - len(saved))])
 
 
 def _restore_chosen_shares(module: NpgmfModel, _incompatible_keys: object) -> None:
