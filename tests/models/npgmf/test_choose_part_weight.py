@@ -125,4 +125,3 @@ def test_a_checkpoint_from_before_32_and_64_were_candidates_still_loads(fitted):
     assert torch.equal(restored.model.part_weight_aurocs[:6], state[key][:6])
     assert restored.model.part_weight_aurocs[6:].eq(0).all()  # 0: not measured
     assert restored.model.fusion_weights == fitted.model.fusion_weights
-
