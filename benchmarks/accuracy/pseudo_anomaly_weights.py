@@ -36,7 +36,7 @@ from rescore_local_score import image_aurocs, weighted_scores
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
 from anomalib_npgmf.metrics import rank_auroc
-from anomalib_npgmf.models.npgmf.pseudo_anomalies import median_colour, switch_weight, weight_separations
+from anomalib_npgmf.models.npgmf.pseudo_anomalies import CANDIDATE_WEIGHTS, choose_weight, median_colour
 
 KINDS = ("pasted", "erased", "recoloured")
 
@@ -92,9 +92,12 @@ def measure(model: torch.nn.Module, folder: Path, category: str, pseudo: str = "
         msg = f"{folder}: this run has no invariant prior (use a run of Npgmf_invariant)"
         raise ValueError(msg)
     rows = pseudo_rows(model, folder, category, pseudo)
-    separation = weight_separations(rows[:, 0], rows[:, 1], rows[:, 2])
-    configured = float(model.hparams["invariant_weight"])
-    weight = switch_weight(rows[:, 0], rows[:, 1], rows[:, 2], separation, configured)[0]  # the model's own rule
+    configured = net.built_weight("invariant")
+    choice = choose_weight(rows[:, 0], rows[:, 1], rows[:, 2], CANDIDATE_WEIGHTS, configured)  # the model's own rule
+    if choice is None:
+        msg = f"{folder}: no pseudo-anomalies could be made from this run's validation normals"
+        raise ValueError(msg)
+    separation, weight = choice.separations, choice.weight
     trained = net.current_invariant_weight  # the run's own (chosen at fit time, or as built)
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")

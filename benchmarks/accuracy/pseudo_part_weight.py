@@ -29,7 +29,6 @@ from rescore_part_weight import rescore
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.metrics import rank_auroc
 from anomalib_npgmf.models.npgmf.fitting import PSEUDO_COLUMNS
-from anomalib_npgmf.models.npgmf.pseudo_anomalies import PART_CANDIDATE_WEIGHTS, switch_weight, weight_separations
 
 
 def measure(model: torch.nn.Module, folder: Path, category: str) -> dict:
@@ -38,26 +37,28 @@ def measure(model: torch.nn.Module, folder: Path, category: str) -> dict:
         msg = f"{folder}: this run's image score has no part prior summed into it"
         raise ValueError(msg)
     rows = model.pseudo_anomaly_distances(saved_runs.calibration_loaders(folder, category))
+    choice = model.weight_choice("part", rows)  # the model's own rule, setting nothing
+    if choice is None:
+        msg = f"{folder}: no part-level pseudo-anomalies could be made from this run's held-out normals"
+        raise ValueError(msg)
     columns = {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS)}
-    labels = columns.pop("is_pseudo_anomaly")
+    labels = columns["is_pseudo_anomaly"]
     others, part = net.part_free_image_level_score(columns), columns["part"]
-    separations = weight_separations(others, part, labels, PART_CANDIDATE_WEIGHTS)
-    configured = float(model.hparams["part_weight"])
-    chosen, lead, error = switch_weight(others, part, labels, separations, configured)
+    configured, chosen = net.built_weight("part"), choice.weight
     if net.choose_part_weight and chosen != net.current_part_weight:
         msg = f"{folder}: the rule picks {chosen:g} but the run chose {net.current_part_weight:g} at fit time"
         raise RuntimeError(msg)
     test = rescore(model, folder, category, tuple(sorted({chosen, configured})), by_kind=True)
     return {
-        "pseudo-anomaly AUROC by weight": separations,
+        "pseudo-anomaly AUROC by weight": choice.separations,
         "part prior alone": rank_auroc(part, labels),
         "the other priors alone": rank_auroc(others, labels),
         "normals": int((labels == 0).sum()),
         "pseudo-anomalies": int(labels.sum()),
         "configured weight": configured,
         "chosen weight": chosen,
-        "lead": lead,
-        "standard error": error,
+        "lead": choice.lead,
+        "standard error": choice.error,
         "test at the chosen weight": test[f"{chosen:g}"],
         "test at the configured weight": test[f"{configured:g}"],
     }

@@ -68,12 +68,13 @@ def assert_a_chosen_weight_scores_as_the_fixed_one(
     fitted.load_state_dict(state)
 
 
-def seeded_npgmf(settings: dict, category: str) -> object:
-    """An Npgmf of ``settings`` for ``category``, torch seeded first (the same initial weights every call)."""
+def seeded_npgmf(settings: dict, category: str, **overrides: object) -> object:
+    """An Npgmf of ``settings`` (with ``overrides``) for ``category``, torch seeded first (the same initial weights
+    every call)."""
     from anomalib_npgmf import Npgmf
 
     torch.manual_seed(0)
-    return Npgmf(**settings, category=category, visualizer=False)
+    return Npgmf(**{**settings, **overrides}, category=category, visualizer=False)
 
 
 def fitted_on(model: object, datamodule: object) -> object:
@@ -84,14 +85,51 @@ def fitted_on(model: object, datamodule: object) -> object:
     return model.eval()
 
 
+SMALL_SCREWS = {"n_train": 12, "n_val": 8, "n_test_good": 4, "n_test_per_defect": 2, "scene": "screws"}
+SMALL_BOX = {"n_train": 8, "n_val": 6, "n_test_good": 3, "n_test_per_defect": 1}
+
+
 def small_screws_scene(root: Path) -> Path:
     """A small generated screws category (loose parts to remove and duplicate) at :data:`IMAGE_SIZE`, under ``root``."""
     from anomalib_npgmf.data import generate_demo_dataset
 
-    return generate_demo_dataset(
-        root, "demo_screws", image_size=IMAGE_SIZE, n_train=12, n_val=8, n_test_good=4, n_test_per_defect=2, seed=0,
-        scene="screws",
-    )  # fmt: skip
+    return generate_demo_dataset(root, "demo_screws", image_size=IMAGE_SIZE, seed=0, **SMALL_SCREWS)
+
+
+def small_scene_datamodule(root: Path, category: str, sizes: dict) -> object:
+    """A small generated ``category`` (``sizes``: :data:`SMALL_SCREWS` / :data:`SMALL_BOX`) at :data:`IMAGE_SIZE`
+    under ``root``, as a set-up :func:`tiny_datamodule`."""
+    from anomalib_npgmf.data import generate_demo_dataset
+
+    generate_demo_dataset(root, category, image_size=IMAGE_SIZE, seed=0, **sizes)
+    datamodule = tiny_datamodule(root, category)
+    datamodule.setup()
+    return datamodule
+
+
+@pytest.fixture(scope="module")
+def scene(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The test module's small generated scene (its ``SCENE``: category, :data:`SMALL_SCREWS` / :data:`SMALL_BOX`)
+    at the tiny model's size, as a set-up tiny datamodule."""
+    category, sizes = request.module.SCENE
+    return small_scene_datamodule(tmp_path_factory.mktemp(category), category, sizes)
+
+
+@pytest.fixture(scope="module")
+def fitted(request: pytest.FixtureRequest, scene: object) -> object:
+    """The test module's model (its ``_model()``) fitted on its ``scene``, as training fits it."""
+    return fitted_on(request.module._model(), scene)
+
+
+def flat_normal_batch(count: int = 4) -> object:
+    """``count`` plain grey "normal" images at :data:`IMAGE_SIZE`: nothing to cut a part from, so no pseudo-anomaly."""
+    from anomalib.data import ImageBatch
+
+    return ImageBatch(
+        image=torch.full((count, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5),
+        gt_label=torch.zeros(count, dtype=torch.long),
+        image_path=[f"/flat/{index}.png" for index in range(count)],
+    )
 
 
 def tiny_normal_batch() -> object:

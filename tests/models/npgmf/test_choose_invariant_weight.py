@@ -2,50 +2,29 @@
 ``pseudo_anomalies.py``, read by the image score, kept through a state dict and baked into the ONNX graph."""
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from anomalib.data import ImageBatch
 
 from anomalib_npgmf.models.npgmf.pseudo_anomalies import CANDIDATE_WEIGHTS, switch_weight, weight_separations
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 from .conftest import (
-    IMAGE_SIZE,
+    SMALL_BOX,
     TINY_NPGMF,
     assert_a_chosen_weight_scores_as_the_fixed_one,
-    fitted_on,
+    flat_normal_batch,
     seeded_npgmf,
     tiny_datamodule,
 )
 
 AUTO = {**TINY_NPGMF, "use_invariant_prior": True, "choose_invariant_weight": True}
 TINY_FUSION = (1.0, 1.0, 1.0, 1.0)  # Npgmf's default fusion_weights, which the shares are computed from
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """A small generated box scene (parts to remove and duplicate) at the tiny model's size."""
-    from anomalib_npgmf.data import generate_demo_dataset
-
-    root = tmp_path_factory.mktemp("choose_weight")
-    generate_demo_dataset(
-        root, "demo_box", image_size=IMAGE_SIZE, n_train=8, n_val=6, n_test_good=3, n_test_per_defect=1, seed=0
-    )
-    datamodule = tiny_datamodule(root, "demo_box")
-    datamodule.setup()
-    return datamodule
-
-
-def _model(**overrides: object) -> object:
-    return seeded_npgmf({**AUTO, **overrides}, "demo_box")
-
-
-@pytest.fixture(scope="module")
-def fitted(scene) -> object:
-    return fitted_on(_model(), scene)
+_model = partial(seeded_npgmf, AUTO, "demo_box")  # the model under test, with overrides (conftest's ``fitted``)
+SCENE = ("demo_box", SMALL_BOX)  # parts to remove and duplicate (conftest's ``scene``)
 
 
 def _test_images(scene) -> torch.Tensor:
@@ -113,11 +92,7 @@ def test_a_state_dict_carries_the_chosen_weight_and_a_refit_keeps_it(fitted, sce
 
 
 def test_without_parts_the_configured_weight_stays_with_a_warning(fitted, caplog):
-    flat = ImageBatch(
-        image=torch.full((4, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5),
-        gt_label=torch.zeros(4, dtype=torch.long),
-        image_path=[f"/flat/{index}.png" for index in range(4)],
-    )
+    flat = flat_normal_batch()
     state = fitted.state_dict()
     model = _model(invariant_weight=2.0)
     model.load_state_dict({key: value for key, value in state.items() if "invariant_weight" not in key}, strict=False)

@@ -3,10 +3,10 @@ the same pseudo-anomalies, with the invariant prior at its chosen weight in the 
 through a state dict, and what a model built with that fixed weight scores."""
 
 import logging
+from functools import partial
 
 import pytest
 import torch
-from anomalib.data import ImageBatch
 
 from anomalib_npgmf.metrics import rank_auroc
 from anomalib_npgmf.models.npgmf.fitting import PSEUDO_COLUMNS
@@ -15,37 +15,18 @@ from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 from .conftest import (
     CHOSEN_WEIGHTS,
-    IMAGE_SIZE,
+    SMALL_SCREWS,
     TINY_NPGMF,
     assert_a_chosen_weight_scores_as_the_fixed_one,
-    fitted_on,
+    flat_normal_batch,
     seeded_npgmf,
-    small_screws_scene,
-    tiny_datamodule,
 )
 
 AUTO = {**TINY_NPGMF, **CHOSEN_WEIGHTS}
 TINY_FUSION = (1.0, 1.0, 1.0, 1.0)
 COLUMN = {name: index for index, name in enumerate(PSEUDO_COLUMNS)}
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """A small generated screws scene (loose parts to remove and duplicate) at the tiny model's size."""
-    root = tmp_path_factory.mktemp("choose_part_weight")
-    small_screws_scene(root)
-    datamodule = tiny_datamodule(root, "demo_screws")
-    datamodule.setup()
-    return datamodule
-
-
-def _model(**overrides: object) -> object:
-    return seeded_npgmf({**AUTO, **overrides}, "demo_screws")
-
-
-@pytest.fixture(scope="module")
-def fitted(scene) -> object:
-    return fitted_on(_model(), scene)
+_model = partial(seeded_npgmf, AUTO, "demo_screws")  # the model under test, with overrides (conftest's ``fitted``)
+SCENE = ("demo_screws", SMALL_SCREWS)  # loose parts to remove and duplicate (conftest's ``scene``)
 
 
 @pytest.mark.parametrize(
@@ -102,11 +83,7 @@ def test_a_state_dict_carries_the_chosen_weight_and_a_refit_keeps_it(fitted, sce
 
 
 def test_without_parts_the_configured_weight_stays_with_a_warning(fitted, caplog):
-    flat = ImageBatch(
-        image=torch.full((4, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5),
-        gt_label=torch.zeros(4, dtype=torch.long),
-        image_path=[f"/flat/{index}.png" for index in range(4)],
-    )
+    flat = flat_normal_batch()
     model = _model(part_weight=2.0)
     state = {key: value for key, value in fitted.state_dict().items() if "part_weight" not in key}
     model.load_state_dict(state, strict=False)

@@ -11,6 +11,7 @@ from anomalib_npgmf.models.npgmf.pseudo_anomalies import (
     CANDIDATE_WEIGHTS,
     SWITCH_STANDARD_ERRORS,
     best_weight,
+    choose_weight,
     image_parts,
     part_anomalies,
     switch_weight,
@@ -120,3 +121,16 @@ def test_the_configured_weight_stays_when_the_best_is_it_or_the_error_cannot_be_
     lopsided = {**dict.fromkeys(CANDIDATE_WEIGHTS, 0.5), 8.0: 1.0}
     weight, lead, _ = switch_weight(global_, invariant, one_pseudo, lopsided, fallback=4.0)
     assert weight == 4.0 and np.isnan(lead)
+
+
+def test_choose_weight_is_the_switch_rule_on_its_own_separations_and_none_without_both_kinds():
+    global_, invariant, labels = _near_tie()
+    many = [t.repeat(10) for t in (global_, invariant, labels)]  # a lead beyond its error: the best is taken
+    choice = choose_weight(*many, CANDIDATE_WEIGHTS, fallback=0.5)
+    separations = weight_separations(*many)
+    assert max(separations.values()) > min(separations.values())
+    assert choice.separations == separations
+    assert (choice.weight, choice.lead, choice.error) == switch_weight(*many, separations, fallback=0.5)
+    assert choice.weight != 0.5
+    assert choose_weight(global_, invariant, torch.zeros_like(labels), CANDIDATE_WEIGHTS, 4.0) is None
+    assert choose_weight(global_, invariant, torch.ones_like(labels), CANDIDATE_WEIGHTS, 4.0) is None

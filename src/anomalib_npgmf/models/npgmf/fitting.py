@@ -23,9 +23,9 @@ from anomalib_npgmf.models.common.calibration import calibration_loader, hold_ou
 from .pseudo_anomalies import (
     CANDIDATE_WEIGHTS,
     PART_CANDIDATE_WEIGHTS,
+    WeightChoice,
+    choose_weight,
     part_anomalies,
-    switch_weight,
-    weight_separations,
 )
 from .torch_model import FROZEN_PARTS, PARTS
 
@@ -187,35 +187,41 @@ class NormalityFitting:
 
     @torch.no_grad()
     def choose_invariant_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
-        """Choose the invariant prior's weight (``pseudo_anomalies.switch_weight``) from the normal images of
-        ``dataloaders`` and their part-level pseudo-anomalies (``rows``: their :meth:`pseudo_anomaly_distances`, when
-        already read): the image-level score ``global + weight x invariant``. Without pseudo-anomalies (no image with a
-        part) the configured weight stays."""
-        columns = _columns(self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
-        self._choose_weight("invariant", columns["global"], columns["invariant"], columns["is_pseudo_anomaly"])
+        """Choose the invariant prior's weight (:meth:`weight_choice`) from the normal images of ``dataloaders`` and
+        their part-level pseudo-anomalies (``rows``: their :meth:`pseudo_anomaly_distances`, when already read).
+        Without pseudo-anomalies (no image with a part) the configured weight stays."""
+        self._choose_weight("invariant", self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
 
     @torch.no_grad()
     def choose_part_weight(self, dataloaders: Iterable | None, rows: torch.Tensor | None = None) -> None:
-        """Choose the part prior's weight by the same rule from the same rows: the image-level score with the part
-        prior at each of ``PART_CANDIDATE_WEIGHTS`` (the invariant prior at its current, chosen, weight) against the
-        configured ``part_weight``. Without pseudo-anomalies the configured weight stays."""
-        columns = _columns(self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
-        others = self.model.part_free_image_level_score(columns)
-        self._choose_weight("part", others, columns["part"], columns["is_pseudo_anomaly"], PART_CANDIDATE_WEIGHTS)
+        """Choose the part prior's weight by the same rule from the same rows (after the invariant one: its chosen
+        weight is in the score). Without pseudo-anomalies the configured weight stays."""
+        self._choose_weight("part", self.pseudo_anomaly_distances(dataloaders) if rows is None else rows)
 
-    def _choose_weight(
-        self,
-        prior: str,
-        base: torch.Tensor,
-        added: torch.Tensor,
-        labels: torch.Tensor,
-        candidates: tuple[float, ...] = CANDIDATE_WEIGHTS,
-    ) -> None:
-        """Set ``prior``'s weight to the candidate whose ``base + weight x added`` the switch rule picks against the
-        configured weight (kept, with a warning, when there is no pseudo-anomaly or nothing else)."""
-        fallback = float(getattr(self.model, f"{prior}_weight"))
+    def weight_choice(self, prior: str, rows: torch.Tensor) -> WeightChoice | None:
+        """What the switch rule (``pseudo_anomalies.choose_weight``) picks for ``prior``'s ("invariant" / "part")
+        weight on :meth:`pseudo_anomaly_distances` ``rows``, against the configured weight, setting nothing.
+
+        The invariant prior: ``global + weight x invariant`` over ``CANDIDATE_WEIGHTS``. The part prior: the image-level
+        score without it (the invariant prior at its current weight) ``+ weight x part`` over
+        ``PART_CANDIDATE_WEIGHTS``. ``None``: no pseudo-anomaly (or no normal) to rank."""
+        columns = _columns(rows)
+        if prior == "invariant":
+            base, added, candidates = columns["global"], columns["invariant"], CANDIDATE_WEIGHTS
+        else:
+            base, added = self.model.part_free_image_level_score(columns), columns["part"]
+            candidates = PART_CANDIDATE_WEIGHTS
+        fallback = self.model.built_weight(prior)
+        return choose_weight(base, added, columns["is_pseudo_anomaly"], candidates, fallback)
+
+    def _choose_weight(self, prior: str, rows: torch.Tensor) -> None:
+        """Set ``prior``'s weight to :meth:`weight_choice`'s (the configured one, with a warning, when there is no
+        pseudo-anomaly to rank)."""
+        choice = self.weight_choice(prior, rows)
+        fallback = self.model.built_weight(prior)
+        labels = _columns(rows)["is_pseudo_anomaly"]
         anomalous = int(labels.sum())
-        if anomalous == 0 or anomalous == len(labels):
+        if choice is None:
             logger.warning(
                 "Npgmf: no part-level pseudo-anomalies could be made from %d held-out normal image(s) (no part: a "
                 "small blob off the median colour); %s_weight stays %g.",
@@ -225,20 +231,18 @@ class NormalityFitting:
             )
             self.model.set_chosen_weight(prior, fallback)
             return
-        separations = weight_separations(base, added, labels, candidates)
-        weight, lead, error = switch_weight(base, added, labels, separations, fallback)
-        self.model.set_chosen_weight(prior, weight, separations)
+        self.model.set_chosen_weight(prior, choice.weight, choice.separations)
         logger.info(
             "Npgmf: %s_weight %g chosen on %d normals and %d pseudo-anomalies (AUROC by weight: %s; the best leads the "
             "configured %g by %.3f, standard error %.3f)",
             prior,
-            weight,
+            choice.weight,
             len(labels) - anomalous,
             anomalous,
-            ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in separations.items()),
+            ", ".join(f"{candidate:g}: {auroc:.3f}" for candidate, auroc in choice.separations.items()),
             fallback,
-            lead,
-            error,
+            choice.lead,
+            choice.error,
         )
 
     @torch.no_grad()

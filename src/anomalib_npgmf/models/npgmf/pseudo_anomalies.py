@@ -16,6 +16,8 @@ enough not to be texture noise and smaller than half the image on both sides (no
 read as the datamodule gives them (RGB in [0, 1], before the pre-processor's normalisation).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -135,3 +137,31 @@ def switch_weight(
         labels,
     )
     return (best if lead > SWITCH_STANDARD_ERRORS * error else fallback), lead, error
+
+
+class WeightChoice(NamedTuple):
+    """What :func:`choose_weight` decided, and on what: the weight to use, each candidate's pseudo-anomaly AUROC,
+    and the best candidate's lead over the configured weight with that lead's standard error."""
+
+    weight: float
+    separations: dict[float, float]
+    lead: float
+    error: float
+
+
+def choose_weight(
+    base: torch.Tensor,
+    added: torch.Tensor,
+    is_pseudo_anomaly: torch.Tensor,
+    candidates: tuple[float, ...],
+    fallback: float,
+) -> WeightChoice | None:
+    """The weight of ``added`` in ``base + weight x added`` that the switch rule (``switch_weight``) picks from
+    ``candidates`` against ``fallback``; ``None`` when the rows hold no pseudo-anomaly or no normal (nothing to rank).
+    Sets nothing: fitting sets what it returns, and scripts check a saved run's choice against it."""
+    anomalous = int(is_pseudo_anomaly.sum())
+    if anomalous in (0, len(is_pseudo_anomaly)):
+        return None
+    separations = weight_separations(base, added, is_pseudo_anomaly, candidates)
+    weight, lead, error = switch_weight(base, added, is_pseudo_anomaly, separations, fallback)
+    return WeightChoice(weight, separations, lead, error)

@@ -355,13 +355,8 @@ class NpgmfModel(nn.Module):
         self.fusion_weights = fusion_shares(
             fusion_weights, invariant_weight, region_weight, part_weight, part_map_weight
         )
-        # what fusion_shares rescales when the invariant weight is chosen
-        self._weights_built_with = (
-            tuple(fusion_weights),
-            float(region_weight),
-            float(part_weight),
-            float(part_map_weight),
-        )
+        # what fusion_shares rescales when a weight is chosen (the chosen weights themselves: _weight_built)
+        self._weights_built_with = (tuple(fusion_weights), float(region_weight), float(part_map_weight))
         self._weight_built = {"invariant": float(invariant_weight), "part": float(part_weight)}
         self.choose_invariant_weight = bool(choose_invariant_weight)
         self.choose_part_weight = bool(choose_part_weight)
@@ -553,6 +548,10 @@ class NpgmfModel(nn.Module):
         """``prior``'s ("invariant" or "part") image-score weight: its buffer when chosen at fit time, else as built."""
         if getattr(self, f"choose_{prior}_weight"):
             return float(getattr(self, f"{prior}_weight"))
+        return self.built_weight(prior)
+
+    def built_weight(self, prior: str) -> float:
+        """``prior``'s ("invariant" or "part") image-score weight as configured: what a chosen weight must beat."""
         return self._weight_built[prior]
 
     def set_invariant_weight(self, weight: float, aurocs: dict[float, float] | None = None) -> None:
@@ -570,7 +569,7 @@ class NpgmfModel(nn.Module):
         self._apply_chosen_weights()
 
     def _apply_chosen_weights(self) -> None:
-        fusion_weights, region_weight, _, part_map_weight = self._weights_built_with
+        fusion_weights, region_weight, part_map_weight = self._weights_built_with
         shares = fusion_shares(
             fusion_weights, self.current_invariant_weight, region_weight, self.current_part_weight, part_map_weight
         )
