@@ -4,7 +4,8 @@ The part map (``part_in_map``, issue 18) reads only the images and the fitted pa
 each saved run is rebuilt with the map, its part territories are fitted on the run's training normals and its
 normalisation on the run's validation normals (the model's own fitting code), and the map is fused at each weight.
 Per weight: raw logical / structural image AUROC and AU-sPRO, anomalib's pixel AUROC (every test pixel) and the same
-over good and structural images only; ``--by-kind``: pixel AUROC of each defect kind's images against the good ones.
+over good and structural images only; ``--by-kind``: pixel AUROC and AU-sPRO of each defect kind's images against the
+good ones.
 
     python benchmarks/accuracy/rescore_part_map.py OUT_FOLDER --models Npgmf_no_part_map --seed 0 \\
         [--weights 0 1 2 4 8 16] [--by-kind] [--json FILE]
@@ -20,10 +21,12 @@ import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.benchmarking.data import loco_datamodule
-from anomalib_npgmf.metrics import rank_auroc
+from anomalib_npgmf.ground_truth import load_defect_regions
+from anomalib_npgmf.metrics import au_spro, rank_auroc
 from anomalib_npgmf.models.npgmf.torch_model import fusion_shares
 
 WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+FPR_LIMIT = 0.05  # the LOCO table's (metrics/loco.py)
 
 
 def with_part_map(model: torch.nn.Module, folder: Path, category: str) -> torch.nn.Module:
@@ -72,14 +75,22 @@ def defect_kinds(folder: Path, category: str) -> dict[str, str]:
 
 
 def pixel_aurocs_by_kind(model: torch.nn.Module, datamodule, kinds: dict[str, str]) -> dict[str, float]:
-    """``{"pixels <kind>": pixel AUROC of that kind's images and the good images}``."""
+    """``{"pixels <kind>": pixel AUROC of that kind's images and the good images, "AU-sPRO <kind>": that kind's
+    regions against the good images' false positives}`` (where a map loses AU-sPRO: issue 18, pins at 256 px)."""
     scored = saved_runs.score_test_set(model, datamodule)
-    names = [kinds.get(f"{Path(path).parent.name}/{Path(path).stem}", "good") for path in scored.results.image_paths]
+    paths = scored.results.image_paths
+    names = [kinds.get(f"{Path(path).parent.name}/{Path(path).stem}", "good") for path in paths]
     good = torch.tensor([name == "good" for name in names])
     result = {}
     for kind in sorted(set(names) - {"good"}):
         keep = good | torch.tensor([name == kind for name in names])
         result[f"pixels {kind}"] = rank_auroc(scored.maps[keep].reshape(-1), scored.masks[keep].reshape(-1))
+        chosen = keep.nonzero().reshape(-1).tolist()
+        regions = [
+            [(region.mask, region.saturation_area) for region in load_defect_regions(paths[i])] if not good[i] else []
+            for i in chosen
+        ]
+        result[f"AU-sPRO {kind}"] = au_spro([scored.results.maps[i] for i in chosen], regions, FPR_LIMIT)
     return result
 
 

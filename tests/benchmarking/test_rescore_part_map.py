@@ -4,10 +4,12 @@ gives, weight 0 gives the run as trained, and the image scores never move."""
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from anomalib_npgmf.benchmarking import saved_runs
+from anomalib_npgmf.metrics.loco import LocoResults
 
 from ..models.npgmf.conftest import TINY_NPGMF, fitted_tiny_npgmf
 from .conftest import load_accuracy_script
@@ -66,6 +68,28 @@ def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: P
     for name in ("logical image_AUROC", "structural image_AUROC"):  # the image score never reads the map
         assert figures["16"][name] == figures["0"][name] == trained[name]
     assert any(name.startswith("pixels ") for name in figures["16"])
+    # each kind's AU-sPRO is the LOCO table's structural AU-sPRO of that kind's images with the good ones (at 16: at 0
+    # the tiny model's map finds no region below its good images' 5 % false positives, so every kind reads 0)
+    with_map = _fitted_on(data_root, **PART, part_in_map=True, part_map_weight=16.0)
+    scored = saved_runs.score_test_set(with_map, datamodule)
+    kinds = script.defect_kinds(data_root, "demo_box")
+    names = [kinds.get(f"{Path(path).parent.name}/{Path(path).stem}", "good") for path in scored.results.image_paths]
+    structural = {name for name, kind in zip(names, scored.kinds, strict=True) if kind == "structural"}
+    assert structural
+    per_kind = []
+    for kind in sorted(structural):
+        subset = LocoResults()
+        # the logical images only let the table build: its structural AU-sPRO reads good and structural images
+        chosen = [i for i, name in enumerate(names) if name in ("good", kind) or scored.kinds[i] == "logical"]
+        subset.add(
+            [scored.results.image_paths[i] for i in chosen],
+            np.asarray([scored.results.scores[i] for i in chosen]),
+            np.stack([scored.results.maps[i] for i in chosen]),
+        )
+        expected = subset.table()["structural"]["AU-sPRO"]
+        assert figures["16"][f"AU-sPRO {kind}"] == pytest.approx(expected, abs=1e-3), kind  # 1e-3: as above
+        per_kind.append(expected)
+    assert max(per_kind) > min(per_kind)  # the kinds differ, so a mix-up of kinds would show
 
 
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):
