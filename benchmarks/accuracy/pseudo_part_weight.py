@@ -28,7 +28,7 @@ from rescore_part_weight import rescore
 
 from anomalib_npgmf.benchmarking import saved_runs
 from anomalib_npgmf.metrics import rank_auroc
-from anomalib_npgmf.models.npgmf.fitting import PSEUDO_COLUMNS
+from anomalib_npgmf.models.npgmf.fitting import pseudo_columns
 
 
 def measure(model: torch.nn.Module, folder: Path, category: str) -> dict:
@@ -41,7 +41,7 @@ def measure(model: torch.nn.Module, folder: Path, category: str) -> dict:
     if choice is None:
         msg = f"{folder}: no part-level pseudo-anomalies could be made from this run's held-out normals"
         raise ValueError(msg)
-    columns = {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS)}
+    columns = pseudo_columns(rows)
     labels = columns["is_pseudo_anomaly"]
     others, part = net.part_free_image_level_score(columns), columns["part"]
     configured, chosen = net.built_weight("part"), choice.weight

@@ -205,7 +205,7 @@ class NormalityFitting:
         The invariant prior: ``global + weight x invariant`` over ``CANDIDATE_WEIGHTS``. The part prior: the image-level
         score without it (the invariant prior at its current weight) ``+ weight x part`` over
         ``PART_CANDIDATE_WEIGHTS``. ``None``: no pseudo-anomaly (or no normal) to rank."""
-        columns = _columns(rows)
+        columns = pseudo_columns(rows)
         if prior == "invariant":
             base, added, candidates = columns["global"], columns["invariant"], CANDIDATE_WEIGHTS
         else:
@@ -219,7 +219,7 @@ class NormalityFitting:
         pseudo-anomaly to rank)."""
         choice = self.weight_choice(prior, rows)
         fallback = self.model.built_weight(prior)
-        labels = _columns(rows)["is_pseudo_anomaly"]
+        labels = pseudo_columns(rows)["is_pseudo_anomaly"]
         anomalous = int(labels.sum())
         if choice is None:
             logger.warning(
@@ -335,7 +335,7 @@ class NormalityFitting:
         return images
 
 
-def _columns(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+def pseudo_columns(rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """``pseudo_anomaly_distances``' rows as ``{column name: column}`` (:data:`PSEUDO_COLUMNS`)."""
     return {name: rows[:, index] for index, name in enumerate(PSEUDO_COLUMNS)}
 

@@ -126,7 +126,7 @@ class Npgmf(
             on the training parts; its distance enters the image score only (``PartNormalityPrior``).
         part_weight: Its weight in the image score (on the scale of ``fusion_weights``).
         choose_part_weight: Choose ``part_weight`` at fit time by ``choose_invariant_weight``'s rule on the same
-            pseudo-anomalies, from 0.5 to 16 [ours, issue 18]; ``part_weight`` breaks ties and is kept when no image
+            pseudo-anomalies, from 0.5 to 64 [ours, issue 18]; ``part_weight`` breaks ties and is kept when no image
             has a part. Saved in checkpoints, baked into exports. See the model README.
         part_floor: Its normalised distance counts only above this value [ours, issue 18]; ``None`` (default): all of
             it; 0: only above its normal images' 0.9 quantile, so on images whose counts are normal (a part in the
