@@ -3,14 +3,15 @@
 The part map (``part_in_map``, issue 18) reads only the images and the fitted part prior; it changes no training. So
 each saved run is rebuilt with the map, its part territories are fitted on the run's training normals and its
 normalisation on the run's validation normals (the model's own fitting code), and the map is fused at each weight.
-Per weight: raw logical / structural image AUROC and AU-sPRO, anomalib's pixel AUROC (every test pixel) and the same
-over good and structural images only; ``--by-kind``: pixel AUROC and AU-sPRO of each defect kind's images against the
-good ones.
+Per weight (and per part-map floor, ``--floors``): raw logical / structural image AUROC and AU-sPRO, anomalib's pixel
+AUROC (every test pixel) and the same over good and structural images only; ``--by-kind``: pixel AUROC and AU-sPRO of
+each defect kind's images against the good ones.
 
     python benchmarks/accuracy/rescore_part_map.py OUT_FOLDER --models Npgmf_no_part_map --seed 0 \\
-        [--weights 0 1 2 4 8 16] [--by-kind] [--json FILE]
+        [--weights 0 1 2 4 8 16] [--floors 0 0.1] [--by-kind] [--json FILE]
 
-Weight 0 is the run as trained (the image score never reads the map, so every image figure stays as it was).
+Weight 0 is the run as trained (the image score never reads the map, so every image figure stays as it was). With
+``--floors``, each figure is keyed "<weight> floor <floor>"; without, "<weight>" at the run's own floor.
 """
 
 import argparse
@@ -57,14 +58,18 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, arguments: argp
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     kinds = defect_kinds(folder, category)
+    floors = getattr(arguments, "floors", None)
     result = {}
     for weight in arguments.weights:
         net.fusion_weights["part_map"] = fusion_shares(
             built[0], net.current_invariant_weight, built[1], net.current_part_weight, weight
         )["part_map"]
-        result[f"{weight:g}"] = saved_runs.map_figures(rebuilt, datamodule)
-        if arguments.by_kind:
-            result[f"{weight:g}"] |= pixel_aurocs_by_kind(rebuilt, datamodule, kinds)
+        for floor in floors or [net.map_floors["part_map"]]:
+            net.map_floors["part_map"] = float(floor)
+            key = f"{weight:g} floor {floor:g}" if floors else f"{weight:g}"
+            result[key] = saved_runs.map_figures(rebuilt, datamodule)
+            if arguments.by_kind:
+                result[key] |= pixel_aurocs_by_kind(rebuilt, datamodule, kinds)
     return result
 
 
@@ -102,6 +107,7 @@ def show(key: str, rows: dict) -> None:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS))
+    parser.add_argument("--floors", nargs="+", type=float, help="part-map floors (default: the run's own)")
     parser.add_argument("--by-kind", action="store_true")
 
 

@@ -29,7 +29,8 @@ def test_parts_are_found_measured_and_specks_dropped():
     image[5:10, 5:10] = PART_COLOUR  # 25 px square
     image[30:32, 10:40] = PART_COLOUR  # 60 px bar, 30 long
     image[50, 50] = PART_COLOUR  # a 1 px speck: below min_area
-    descriptors, labels = image_parts(image, threshold=40 / 255, min_area=4)
+    images = torch.from_numpy(image).permute(2, 0, 1)[None]
+    [(descriptors, labels)] = image_parts(images, threshold=40 / 255, min_area=4)
     assert descriptors.shape == (2, 6)
     assert np.allclose(np.exp(descriptors[:, 0]), [25, 60])
     length, width = np.exp(descriptors[1, 1]), np.exp(descriptors[1, 2])

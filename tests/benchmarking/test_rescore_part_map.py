@@ -95,3 +95,21 @@ def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: P
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):
     with pytest.raises(ValueError, match="has no part prior"):
         script.rescore(fitted_tiny_npgmf(), tmp_path, "demo_box", argparse.Namespace(weights=[1.0], by_kind=False))
+
+
+def test_a_floor_rescored_equals_fitting_with_that_floor(script, data_root: Path):
+    """``--floors``: each floor's figures are those of the model built with that ``part_map_floor`` (the floor is
+    applied at fusion only, so nothing is refitted), keyed "<weight> floor <floor>"."""
+    from anomalib_npgmf.benchmarking.data import loco_datamodule
+
+    arguments = argparse.Namespace(weights=[16.0], floors=[0.0, 0.1], by_kind=False)
+    figures = script.rescore(_fitted_on(data_root, **PART), data_root, "demo_box", arguments)
+    assert set(figures) == {"16 floor 0", "16 floor 0.1"}
+    datamodule = loco_datamodule(data_root / "data", "demo_box")
+    datamodule.setup("test")
+    for floor in (0.0, 0.1):
+        built = _fitted_on(data_root, **PART, part_in_map=True, part_map_weight=16.0, part_map_floor=floor)
+        expected = saved_runs.map_figures(built, datamodule)
+        for name in ("pixel AUROC", "structural AU-sPRO", "logical AU-sPRO"):  # 1e-3: as in the first test
+            assert figures[f"16 floor {floor:g}"][name] == pytest.approx(expected[name], abs=1e-3), (floor, name)
+    assert abs(figures["16 floor 0.1"]["pixel AUROC"] - figures["16 floor 0"]["pixel AUROC"]) > 1e-2  # it moves

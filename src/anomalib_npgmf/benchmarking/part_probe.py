@@ -20,7 +20,6 @@ AUROC over colour thresholds 20 / 40 / 60 and 4 / 6 / 8 / 12 kinds): a threshold
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 import torch
 from anomalib.data import InferenceBatch
@@ -30,29 +29,23 @@ from torch import nn
 from torchvision.transforms.v2 import Resize
 
 from anomalib_npgmf.models.npgmf.components.global_prior import ledoit_wolf_covariance
+from anomalib_npgmf.models.npgmf.components.part_prior import PART_FEATURES, cut_parts
 
 from .probe import OnePassBaseline
 
-PART_FEATURES = 6  # log area, log length, log width, mean R, G, B
 
-
-def image_parts(image: np.ndarray, threshold: float, min_area: int) -> tuple[np.ndarray, np.ndarray]:
-    """The parts of one (H, W, 3) image in [0, 1]: (P, 6) descriptors and the (H, W) label map (0 = background,
-    part ``i`` is label ``i + 1``)."""
-    background = np.median(image.reshape(-1, 3), axis=0)
-    foreground = (np.linalg.norm(image - background, axis=-1) > threshold).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
-    descriptors, kept = [], np.zeros_like(labels)
-    for label in range(1, count):
-        area = int(stats[label, cv2.CC_STAT_AREA])
-        if area < min_area:
-            continue
-        ys, xs = np.nonzero(labels == label)
-        spread = np.cov(np.stack([xs, ys]).astype(np.float64)) if area > 2 else np.eye(2)
-        axes = np.sqrt(np.sort(np.linalg.eigvalsh(spread))[::-1].clip(1e-3))
-        descriptors.append([np.log(area), np.log(4 * axes[0]), np.log(4 * axes[1]), *image[ys, xs].mean(axis=0)])
-        kept[labels == label] = len(descriptors)
-    return np.asarray(descriptors, dtype=np.float64).reshape(-1, PART_FEATURES), kept
+def image_parts(images: torch.Tensor, threshold: float, min_area: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each of (B, 3, H, W) RGB images in [0, 1]: its parts' (P, 6) descriptors and its (H, W) label map (0 =
+    background and specks, part ``i`` is label ``i + 1``), by the part prior's own cut (:func:`cut_parts`, in float64
+    here), so the probe and the prior it led to count the same parts."""
+    labels, descriptors, valid = cut_parts(images.detach().cpu().double(), threshold, min_area)
+    found = []
+    for label_map, rows, keep in zip(labels, descriptors, valid, strict=True):
+        slots = keep.nonzero().reshape(-1)
+        numbering = torch.zeros(keep.shape[0], dtype=torch.long)
+        numbering[slots] = torch.arange(1, len(slots) + 1)
+        found.append((rows[slots].numpy(), numbering[label_map.long()].numpy()))
+    return found
 
 
 class PartStatisticsProbeModel(nn.Module):
@@ -83,8 +76,7 @@ class PartStatisticsProbeModel(nn.Module):
 
     def parts(self, images: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each image's part descriptors and label map."""
-        pixels = images.detach().permute(0, 2, 3, 1).cpu().double().numpy()
-        return [image_parts(image, self.threshold, self.min_area) for image in pixels]
+        return image_parts(images, self.threshold, self.min_area)
 
     def novelty(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each part's kind and its distance to that kind's centre (in training-spread units)."""

@@ -267,6 +267,35 @@ def test_npgmf_paints_the_part_map_into_the_map_only_and_refuses_what_cannot_hol
         painted.load_state_dict(without.state_dict())
 
 
+def test_the_part_map_floor_takes_only_what_lies_above_it_from_the_map_and_nothing_from_the_score():
+    """``part_map_floor`` f: the part map adds ``w * (n - f)`` where its normalised value n exceeds f and nothing
+    elsewhere (at f = 0, ``w * max(n, 0)`` as before), the fused map moves, the image score does not, and a floor that
+    is not a finite value >= 0 is refused by name."""
+    rng = np.random.default_rng(3)
+    trays = torch.nn.functional.interpolate(torch.stack([plain_tray(rng, shade=0.1) for _ in range(6)]), size=64)
+    settings = {"use_part_prior": True, "part_weight": 2.0, "part_kinds": 2, "part_in_map": True}
+    floor = 0.05
+    at_zero, raised = fitted_tiny_npgmf(**settings), fitted_tiny_npgmf(**settings, part_map_floor=floor)
+    with torch.no_grad():
+        images = at_zero.pre_processor(trays)
+        base, floored = at_zero.model(images), raised.model(images)
+        raw = {"part_map": at_zero.model.unsmoothed_maps(images)["part_map"]}
+        normalised = at_zero.model.normalizer("part_map")(raw["part_map"])
+        fused = {floor: model.model.fuse(raw) for floor, model in ((0.0, at_zero), (floor, raised))}
+    assert float((normalised > floor).float().mean()) > 0 and float((normalised < floor).float().mean()) > 0
+    weight = at_zero.model.fusion_weights["part_map"]
+    torch.testing.assert_close(fused[0.0], weight * normalised.clamp_min(0.0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(fused[floor], weight * (normalised - floor).clamp_min(0.0), rtol=0, atol=1e-6)
+    # the forward map moves by more than float32 rounding of maps this large (the tiny model's noise normals put
+    # them in the thousands), the image score not at all
+    rounding = 4 * torch.finfo(torch.float32).eps * float(base.anomaly_map.abs().amax())
+    assert float((base.anomaly_map - floored.anomaly_map).amax()) > 4 * rounding
+    assert torch.equal(floored.pred_score, base.pred_score)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="part_map_floor must be a finite value >= 0"):
+            fitted_tiny_npgmf(**settings, part_map_floor=bad)
+
+
 def test_fitting_the_territory_leaves_the_training_shuffles_alone():
     """The territory pass iterates the shuffled training loader after the first epoch; torch's random state must come
     out of it unchanged, or ``part_in_map`` would change which images the later epochs batch together."""

@@ -30,11 +30,17 @@ def fuse_normalised(
     floors: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
     """Weighted sum of each part's map (or image-level value) normalised on its normal-image quantiles; a part named
-    in ``floors`` counts only above its floor (e.g. a map that is zero wherever nothing is wrong)."""
+    in ``floors`` counts only above its floor (:func:`floored`)."""
     fused = 0.0
     for part, raw_map in raw.items():
         normalised = normalizers[part](raw_map)
         if floors and part in floors:
-            normalised = normalised.clamp_min(floors[part])
+            normalised = floored(normalised, floors[part])
         fused = fused + weights[part] * normalised
     return fused
+
+
+def floored(normalised: torch.Tensor, floor: float) -> torch.Tensor:
+    """What of a normalised map lies above ``floor``, from 0 (a map that is zero wherever nothing is wrong: below its
+    floor it adds nothing, not a constant)."""
+    return normalised.clamp_min(0.0) if floor == 0 else (normalised - floor).clamp_min(0.0)

@@ -135,6 +135,9 @@ class Npgmf(
             part far from its kind, the parts of a kind with too many, and for too few parts the territory where the
             normals' parts lie (where LOCO marks a missing part). The image score does not read it.
         part_map_weight: Its weight in the fused map (on the scale of ``fusion_weights``).
+        part_map_floor: The part map counts only above this normalised value [ours, issue 18]: 0, its normal images'
+            0.9 quantile; 0.1, their 0.995 quantile, so normal parts painted at their usual distance from their kind
+            do not raise the good images' false-positive level. See the model README.
         part_kinds: Part kinds.
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
@@ -189,6 +192,7 @@ class Npgmf(
         part_floor: float | None = None,
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
+        part_map_floor: float = 0.0,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -255,6 +259,7 @@ class Npgmf(
             part_floor=part_floor,
             part_in_map=part_in_map,
             part_map_weight=part_map_weight,
+            part_map_floor=part_map_floor,
             part_kinds=part_kinds,
             part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),

@@ -15,7 +15,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from anomalib_npgmf.models.common import QuantileMapNormalizer, SeparableGaussianBlur
 
-from .anomaly_map import fuse_normalised, reconstruction_map
+from .anomaly_map import floored, fuse_normalised, reconstruction_map
 from .components import (
     CategoryPrior,
     FrozenEncoder,
@@ -41,8 +41,6 @@ IMAGE_LEVEL_FUSIONS = ("sum", "max")  # how the image-level parts join the image
 CHOSEN_WEIGHT_CANDIDATES = {"invariant": CANDIDATE_WEIGHTS, "part": PART_CANDIDATE_WEIGHTS}  # what each is chosen from
 # parts that read only the frozen encoder and priors fitted once: their maps do not change while the students train
 FROZEN_PARTS = ("global", "patch", "invariant", "region", "part", "part_map")
-# the part map is 0 wherever no part breaks the pattern; below its normal images' 0.9 quantile it adds nothing
-PART_MAP_FLOOR = {"part_map": 0.0}
 
 
 class LogicalBranch(nn.Module):
@@ -174,6 +172,9 @@ class NpgmfModel(nn.Module):
             a part far from its kind, the parts of a kind with too many, and, for too few parts, the parts'
             territory. The image score does not read it unless ``score_parts`` names ``"part_map"``.
         part_map_weight: Its weight in the fused map, on the scale of ``fusion_weights``.
+        part_map_floor: The part map counts only above this normalised value (0: its normal images' 0.9 quantile,
+            0.1: their 0.995 quantile) [ours, issue 18]: normal parts sit at a typical distance from their kind, and
+            painting that lifts the good images' false-positive level over a scratch or a stain off the parts.
         part_kinds: Part kinds it clusters the training parts into.
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
@@ -229,6 +230,7 @@ class NpgmfModel(nn.Module):
         part_floor: float | None = None,
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
+        part_map_floor: float = 0.0,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -256,6 +258,10 @@ class NpgmfModel(nn.Module):
             if weight < 0:
                 msg = f"{name} must be >= 0, got {weight}"
                 raise ValueError(msg)
+        if not 0 <= part_map_floor < float("inf"):
+            msg = "part_map_floor must be a finite value >= 0 on the normalised scale (0.1 = normal images' 0.995 "
+            msg += f"quantile), got {part_map_floor}"
+            raise ValueError(msg)
         if not local_score_weight > 0:
             msg = "local_score_weight must be > 0 (for 0, use score_parts: the image-level priors), got "
             msg += f"{local_score_weight}"
@@ -379,6 +385,8 @@ class NpgmfModel(nn.Module):
             msg += f"{list(self.score_parts)} leaves it out"
             raise ValueError(msg)
         self.part_in_map = bool(active["part_map"])
+        # the part map is 0 wherever no part breaks the pattern; it counts only above its floor
+        self.map_floors = {"part_map": float(part_map_floor)}
         # registered only when used, as the invariant / region normalisers
         self.local_score_norm = QuantileMapNormalizer() if calibrated_local_score else None
         self.local_score_weight = float(local_score_weight)
@@ -612,12 +620,12 @@ class NpgmfModel(nn.Module):
     def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum."""
         normalizers = {part: self.normalizer(part) for part in raw}
-        return fuse_normalised(raw, normalizers, self.fusion_weights, floors=PART_MAP_FLOOR)
+        return fuse_normalised(raw, normalizers, self.fusion_weights, floors=self.map_floors)
 
     def map_normalised(self, part: str, raw_map: torch.Tensor) -> torch.Tensor:
         """One map part normalised as :meth:`fuse` adds it (the part map floored), for scripts that reweigh parts."""
         normalised = self.normalizer(part)(raw_map)
-        return normalised.clamp_min(PART_MAP_FLOOR[part]) if part in PART_MAP_FLOOR else normalised
+        return floored(normalised, self.map_floors[part]) if part in self.map_floors else normalised
 
     def forward(
         self, images: torch.Tensor, category_index: torch.Tensor | None = None

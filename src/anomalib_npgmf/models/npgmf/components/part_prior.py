@@ -153,6 +153,16 @@ def part_descriptors(rgb: torch.Tensor, labels: torch.Tensor, min_area: int) -> 
     return descriptors, valid
 
 
+def cut_parts(rgb: torch.Tensor, contrast: float, min_area: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one part cut (the prior's, and the ``probe_parts`` baseline's): (B, H, W) component labels, (B, S, 6)
+    descriptors and (B, S) validity of (B, 3, H, W) RGB images in [0, 1], parts being the 8-connected pixels more than
+    ``contrast`` from the image's median colour (:func:`component_labels`, :func:`part_descriptors`); the
+    descriptors come in ``rgb``'s dtype."""
+    foreground = (rgb - median_colour(rgb)).norm(dim=1) > contrast
+    labels = component_labels(foreground)
+    return (labels, *part_descriptors(rgb, labels, min_area))
+
+
 class PartNormalityPrior(CategoryGaussians):
     """Mahalanobis distance of an image's part counts per kind to the normal images' Gaussian (one per category).
 
@@ -222,10 +232,7 @@ class PartNormalityPrior(CategoryGaussians):
     def labelled_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, H, W) component labels, (B, S, 6) part descriptors and (B, S) validity of pre-processed images
         (:func:`component_labels`, :func:`part_descriptors`)."""
-        rgb = to_rgb(images.float())
-        foreground = (rgb - median_colour(rgb)).norm(dim=1) > self.contrast
-        labels = component_labels(foreground)
-        return (labels, *part_descriptors(rgb, labels, self.min_area))
+        return cut_parts(to_rgb(images.float()), self.contrast, self.min_area)
 
     def parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, 6) part descriptors and (B, S) validity of pre-processed images (:func:`part_descriptors`)."""
