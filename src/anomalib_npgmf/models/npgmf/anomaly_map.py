@@ -43,4 +43,4 @@ def fuse_normalised(
 def floored(normalised: torch.Tensor, floor: float) -> torch.Tensor:
     """What of a normalised map lies above ``floor``, from 0 (a map that is zero wherever nothing is wrong: below its
     floor it adds nothing, not a constant)."""
-    return normalised.clamp_min(0.0) if floor == 0 else (normalised - floor).clamp_min(0.0)
+    return (normalised - floor).clamp_min(0.0)

@@ -135,9 +135,10 @@ class Npgmf(
             part far from its kind, the parts of a kind with too many, and for too few parts the territory where the
             normals' parts lie (where LOCO marks a missing part). The image score does not read it.
         part_map_weight: Its weight in the fused map (on the scale of ``fusion_weights``).
-        part_map_floor: The part map counts only above this normalised value [ours, issue 18]: 0, its normal images'
-            0.9 quantile; 0.1, their 0.995 quantile, so normal parts painted at their usual distance from their kind
-            do not raise the good images' false-positive level. See the model README.
+        part_map_floor: The part map counts only above this normalised value [ours, issue 18]: 0 (default), its normal
+            images' 0.9 quantile; 0.1, their 0.995 quantile, so normal parts painted at their usual distance from their
+            kind do not raise the good images' false-positive level. Measured: that also erases a missing part's
+            territory, so box's rule keeps 0 (model README, "A floor under the part map").
         part_kinds: Part kinds.
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values

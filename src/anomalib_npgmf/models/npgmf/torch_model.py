@@ -174,7 +174,8 @@ class NpgmfModel(nn.Module):
         part_map_weight: Its weight in the fused map, on the scale of ``fusion_weights``.
         part_map_floor: The part map counts only above this normalised value (0: its normal images' 0.9 quantile,
             0.1: their 0.995 quantile) [ours, issue 18]: normal parts sit at a typical distance from their kind, and
-            painting that lifts the good images' false-positive level over a scratch or a stain off the parts.
+            painting that lifts the good images' false-positive level over a scratch or a stain off the parts; a
+            floor also erases a missing part's territory, so 0 is the default (measured on box, model README).
         part_kinds: Part kinds it clusters the training parts into.
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
