@@ -58,7 +58,7 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, arguments: argp
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     kinds = defect_kinds(folder, category)
-    floors = getattr(arguments, "floors", None)
+    floors = arguments.floors
     result = {}
     for weight in arguments.weights:
         net.fusion_weights["part_map"] = fusion_shares(
@@ -67,9 +67,10 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, arguments: argp
         for floor in floors or [net.map_floors["part_map"]]:
             net.map_floors["part_map"] = float(floor)
             key = f"{weight:g} floor {floor:g}" if floors else f"{weight:g}"
-            result[key] = saved_runs.map_figures(rebuilt, datamodule)
+            scored = saved_runs.score_test_set(rebuilt, datamodule)  # one pass for both
+            result[key] = saved_runs.figures_of(scored)
             if arguments.by_kind:
-                result[key] |= pixel_aurocs_by_kind(rebuilt, datamodule, kinds)
+                result[key] |= pixel_aurocs_by_kind(scored, kinds)
     return result
 
 
@@ -79,10 +80,10 @@ def defect_kinds(folder: Path, category: str) -> dict[str, str]:
     return {"/".join(Path(image).parts[-2:]): kind for image, kind in types.items()}
 
 
-def pixel_aurocs_by_kind(model: torch.nn.Module, datamodule, kinds: dict[str, str]) -> dict[str, float]:
+def pixel_aurocs_by_kind(scored: saved_runs.ScoredTestSet, kinds: dict[str, str]) -> dict[str, float]:
     """``{"pixels <kind>": pixel AUROC of that kind's images and the good images, "AU-sPRO <kind>": that kind's
-    regions against the good images' false positives}`` (where a map loses AU-sPRO: issue 18, pins at 256 px)."""
-    scored = saved_runs.score_test_set(model, datamodule)
+    regions against the good images' false positives}`` of a scored test set (where a map loses AU-sPRO: issue 18,
+    pins at 256 px)."""
     paths = scored.results.image_paths
     names = [kinds.get(f"{Path(path).parent.name}/{Path(path).stem}", "good") for path in paths]
     good = torch.tensor([name == "good" for name in names])

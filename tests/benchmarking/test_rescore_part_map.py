@@ -53,7 +53,7 @@ def _fitted_on(root: Path, **overrides: object) -> object:
 def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: Path):
     from anomalib_npgmf.benchmarking.data import loco_datamodule
 
-    arguments = argparse.Namespace(weights=[0.0, 16.0], by_kind=True)
+    arguments = argparse.Namespace(weights=[0.0, 16.0], floors=None, by_kind=True)
     figures = script.rescore(_fitted_on(data_root, **PART), data_root, "demo_box", arguments)
     datamodule = loco_datamodule(data_root / "data", "demo_box")
     datamodule.setup("test")
@@ -93,8 +93,9 @@ def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: P
 
 
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):
+    model, arguments = fitted_tiny_npgmf(), argparse.Namespace(weights=[1.0], floors=None, by_kind=False)
     with pytest.raises(ValueError, match="has no part prior"):
-        script.rescore(fitted_tiny_npgmf(), tmp_path, "demo_box", argparse.Namespace(weights=[1.0], by_kind=False))
+        script.rescore(model, tmp_path, "demo_box", arguments)
 
 
 def test_a_floor_rescored_equals_fitting_with_that_floor(script, data_root: Path):

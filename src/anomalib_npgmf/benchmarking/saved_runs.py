@@ -104,7 +104,11 @@ def map_figures(model: Any, datamodule: Any) -> dict[str, float]:
     """Raw logical / structural image AUROC and AU-sPRO of a set-up datamodule's test set, anomalib's pixel AUROC
     (every pixel of every test image) and the same over the good and structural images only: what the scripts that
     change a map read."""
-    scored = score_test_set(model, datamodule)
+    return figures_of(score_test_set(model, datamodule))
+
+
+def figures_of(scored: ScoredTestSet) -> dict[str, float]:
+    """:func:`map_figures` of a test set already scored (a script that reads more from the same pass)."""
     table = scored.results.table()
     figures = {
         f"{kind} {name}": float(table[kind][name])
