@@ -8,7 +8,7 @@ AUROC (every test pixel) and the same over good and structural images only; ``--
 each defect kind's images against the good ones.
 
     python benchmarks/accuracy/rescore_part_map.py OUT_FOLDER --models Npgmf_no_part_map --seed 0 \\
-        [--weights 0 1 2 4 8 16] [--floors 0 0.1] [--by-kind] [--json FILE]
+        [--weights 0 1 2 4 8 16] [--floors 0 0.1] [--by-kind] [--kind-scaled] [--json FILE]
 
 Weight 0 is the run as trained (the image score never reads the map, so every image figure stays as it was). With
 ``--floors``, each figure is keyed "<weight> floor <floor>"; without, "<weight>" at the run's own floor.
@@ -30,10 +30,11 @@ WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 FPR_LIMIT = 0.05  # the LOCO table's (metrics/loco.py)
 
 
-def with_part_map(model: torch.nn.Module, folder: Path, category: str) -> torch.nn.Module:
-    """The saved run rebuilt with ``part_in_map`` (its own settings otherwise; its weights restored below, so no
-    pretrained weights are read) and its map fitted as training would fit it."""
+def with_part_map(model: torch.nn.Module, folder: Path, category: str, kind_scaled: bool = False) -> torch.nn.Module:
+    """The saved run rebuilt with ``part_in_map`` (and ``part_map_kind_scaled`` if asked; its own settings otherwise;
+    its weights restored below, so no pretrained weights are read) and its map fitted as training would fit it."""
     settings = {**dict(model.hparams), "part_in_map": True, "pre_trained": False, "visualizer": False}
+    settings["part_map_kind_scaled"] = kind_scaled
     rebuilt = type(model)(**settings)
     state = rebuilt.state_dict() | model.state_dict()  # the new buffers start unfitted
     rebuilt.load_state_dict(state)
@@ -52,7 +53,7 @@ def rescore(model: torch.nn.Module, folder: Path, category: str, arguments: argp
     if model.model.part_prior is None:
         msg = f"{folder}: this run has no part prior (train it with use_part_prior: true)"
         raise ValueError(msg)
-    rebuilt = with_part_map(model, folder, category)
+    rebuilt = with_part_map(model, folder, category, arguments.kind_scaled)
     net = rebuilt.model
     built = net._weights_built_with
     datamodule = loco_datamodule(folder / "data", category)
@@ -110,6 +111,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS))
     parser.add_argument("--floors", nargs="+", type=float, help="part-map floors (default: the run's own)")
     parser.add_argument("--by-kind", action="store_true")
+    parser.add_argument("--kind-scaled", action="store_true", help="paint part distances in their kind's spread")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,7 +53,7 @@ def _fitted_on(root: Path, **overrides: object) -> object:
 def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: Path):
     from anomalib_npgmf.benchmarking.data import loco_datamodule
 
-    arguments = argparse.Namespace(weights=[0.0, 16.0], floors=None, by_kind=True)
+    arguments = argparse.Namespace(weights=[0.0, 16.0], floors=None, by_kind=True, kind_scaled=False)
     figures = script.rescore(_fitted_on(data_root, **PART), data_root, "demo_box", arguments)
     datamodule = loco_datamodule(data_root / "data", "demo_box")
     datamodule.setup("test")
@@ -93,7 +93,10 @@ def test_a_weight_rescored_equals_fitting_with_the_part_map(script, data_root: P
 
 
 def test_a_run_without_the_part_prior_is_named(script, tmp_path: Path):
-    model, arguments = fitted_tiny_npgmf(), argparse.Namespace(weights=[1.0], floors=None, by_kind=False)
+    model, arguments = (
+        fitted_tiny_npgmf(),
+        argparse.Namespace(weights=[1.0], floors=None, by_kind=False, kind_scaled=False),
+    )
     with pytest.raises(ValueError, match="has no part prior"):
         script.rescore(model, tmp_path, "demo_box", arguments)
 
@@ -103,7 +106,7 @@ def test_a_floor_rescored_equals_fitting_with_that_floor(script, data_root: Path
     applied at fusion only, so nothing is refitted), keyed "<weight> floor <floor>"."""
     from anomalib_npgmf.benchmarking.data import loco_datamodule
 
-    arguments = argparse.Namespace(weights=[16.0], floors=[0.0, 0.1], by_kind=False)
+    arguments = argparse.Namespace(weights=[16.0], floors=[0.0, 0.1], by_kind=False, kind_scaled=False)
     figures = script.rescore(_fitted_on(data_root, **PART), data_root, "demo_box", arguments)
     assert set(figures) == {"16 floor 0", "16 floor 0.1"}
     datamodule = loco_datamodule(data_root / "data", "demo_box")
@@ -114,3 +117,20 @@ def test_a_floor_rescored_equals_fitting_with_that_floor(script, data_root: Path
         for name in ("pixel AUROC", "structural AU-sPRO", "logical AU-sPRO"):  # 1e-3: as in the first test
             assert figures[f"16 floor {floor:g}"][name] == pytest.approx(expected[name], abs=1e-3), (floor, name)
     assert abs(figures["16 floor 0.1"]["pixel AUROC"] - figures["16 floor 0"]["pixel AUROC"]) > 1e-2  # it moves
+
+
+def test_kind_scaled_rescoring_equals_fitting_with_it(script, data_root: Path):
+    """``--kind-scaled``: the figures are those of the model built with ``part_map_kind_scaled`` (its per-kind distance
+    scale fitted with the territory on the training normals), and they differ from the plain map's."""
+    from anomalib_npgmf.benchmarking.data import loco_datamodule
+
+    arguments = argparse.Namespace(weights=[16.0], floors=None, by_kind=False, kind_scaled=True)
+    figures = script.rescore(_fitted_on(data_root, **PART), data_root, "demo_box", arguments)["16"]
+    datamodule = loco_datamodule(data_root / "data", "demo_box")
+    datamodule.setup("test")
+    settings = {**PART, "part_in_map": True, "part_map_weight": 16.0}
+    expected = saved_runs.map_figures(_fitted_on(data_root, **settings, part_map_kind_scaled=True), datamodule)
+    plain = saved_runs.map_figures(_fitted_on(data_root, **settings), datamodule)
+    for name in ("pixel AUROC", "structural AU-sPRO", "logical AU-sPRO"):  # 1e-3: as in the first test
+        assert figures[name] == pytest.approx(expected[name], abs=1e-3), name
+    assert max(abs(expected[name] - plain[name]) for name in ("pixel AUROC", "logical AU-sPRO")) > 1e-2  # it moves

@@ -323,3 +323,51 @@ def test_fitting_the_territory_leaves_the_training_shuffles_alone():
     model.fit_part_territory(loader)
     assert bool(model.model.part_prior.territory_fitted)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def _kind_scaled(normals: torch.Tensor) -> PartNormalityPrior:
+    """As :func:`_mapped`, with each kind's training distances fitted too (``kind_scaled``)."""
+    prior = PartNormalityPrior((64, 64), kinds=2, min_area=4, in_map=True, kind_scaled=True)
+    samples = prior.samples(_normalised(normals))
+    prior.fit(samples)
+    prior.fit_territory(prior.kind_maps(_normalised(normals)))
+    prior.fit_kind_distances(samples)
+    return prior
+
+
+def test_kind_scaling_paints_a_part_by_how_far_it_lies_beyond_its_kinds_usual_distance():
+    """``kind_scaled``: each kind keeps its training parts' distance mean and spread (checked against the distances
+    themselves), a normal part paints its distance above that mean in that spread, so the normal trays paint about
+    nothing while an odd bar stands further above them than it does unscaled (the point: issue 18, pins at 256 px)."""
+    rng = np.random.default_rng(4)
+    normals = torch.stack([plain_tray(rng, shade=0.1) for _ in range(40)])
+    scaled, plain = _kind_scaled(normals), _mapped(normals)
+    descriptors, valid, _ = scaled.largest_parts(_normalised(normals))
+    member, distance = scaled.kinds_of(descriptors, valid, torch.zeros(40, dtype=torch.long))
+    for kind in range(2):
+        own = distance[member[..., kind] > 0].double()
+        assert own.numel() >= 2 and own.std() > 0  # a spread to scale by, so the check below can fail
+        assert float(scaled.distance_mean[0, kind]) == pytest.approx(float(own.mean()), rel=1e-5)
+        assert float(scaled.distance_spread[0, kind]) == pytest.approx(float(own.std(unbiased=False)), rel=1e-5)
+    tests, odd = _trays(rng, 12, shade=0.1), _trays(rng, 1, bar_length=7, shade=0.1)
+    margins = {}
+    for name, prior in (("scaled", scaled), ("plain", plain)):
+        normal = prior.part_map(tests)
+        assert normal.amax() > 0  # some normal part lies beyond its kind's mean, so the margin is not over zero
+        margins[name] = float(prior.part_map(odd).amax() / normal.amax())
+    assert margins["scaled"] > 1 and margins["scaled"] > 1.5 * margins["plain"], margins
+    # parts at or below their kind's mean distance paint nothing; unscaled, every part paints its distance
+    for prior, least, most in ((scaled, 0.3, 1.0), (plain, 0.0, 0.01)):
+        on_parts = prior.part_map(tests)[:, 0][prior.kind_maps(tests) >= 0]
+        assert least <= float((on_parts == 0).float().mean()) <= most
+
+
+def test_npgmf_fits_the_kind_scale_with_the_territory_and_refuses_what_cannot_hold_it():
+    settings = {"use_part_prior": True, "part_kinds": 2, "part_in_map": True}
+    scaled, plain = fitted_tiny_npgmf(**settings, part_map_kind_scaled=True), fitted_tiny_npgmf(**settings)
+    prior = scaled.model.part_prior
+    assert not torch.equal(prior.distance_mean, torch.zeros_like(prior.distance_mean))  # fitted, not the defaults
+    with pytest.raises(ValueError, match=r"part_map_kind_scaled .* needs part_in_map"):
+        fitted_tiny_npgmf(use_part_prior=True, part_map_kind_scaled=True)
+    with pytest.raises(ValueError, match="without part_map_kind_scaled"):
+        scaled.load_state_dict(plain.state_dict())

@@ -122,8 +122,9 @@ class NormalityFitting:
 
     @torch.no_grad()
     def fit_part_territory(self, dataloader: Iterable) -> None:
-        """Fit where each part kind lies (``PartNormalityPrior.fit_territory``) on the training normals, once their
-        kinds are fitted (a second pass: the kinds come from all parts of all images), gathered over DDP ranks.
+        """Fit the part map on the training normals once the kinds are fitted (a second pass: the kinds come from all
+        parts of all images): where each kind lies (``PartNormalityPrior.fit_territory``) and, with
+        ``part_map_kind_scaled``, its parts' usual distance (``fit_kind_distances``), gathered over DDP ranks.
 
         The pass runs on a fork of torch's CPU random state: a shuffled loader draws its order from it, and without
         the fork the epochs after this fit would see other shuffles, so ``part_in_map`` would change training.
@@ -131,15 +132,20 @@ class NormalityFitting:
         part_prior = self.model.part_prior
         keys: list[str] = []
         kind_maps: list[torch.Tensor] = []
+        samples: list[torch.Tensor] = []
         indices: list[torch.Tensor] = []
         with torch.random.fork_rng(devices=[]):
-            for images, paths in self._normal_images(dataloader, "Npgmf: fitting the part territories"):
+            for images, paths in self._normal_images(dataloader, "Npgmf: fitting the part map"):
                 category_index = self.category_indices(paths)
                 kind_maps.extend(part_prior.kind_maps(images, category_index).cpu())
+                if part_prior.kind_scaled:
+                    samples.extend(part_prior.samples(images).cpu())
                 indices.extend(category_index.cpu() if category_index is not None else torch.zeros(len(paths)).long())
                 keys.extend(paths)
         category_index = torch.stack(gather_unique_by_key(keys, indices)) if keys else None
         part_prior.fit_territory(torch.stack(gather_unique_by_key(keys, kind_maps)).to(self.device), category_index)
+        if part_prior.kind_scaled:
+            part_prior.fit_kind_distances(torch.stack(gather_unique_by_key(keys, samples)), category_index)
 
     @torch.no_grad()
     def fit_normalization(self, dataloaders: Iterable | None) -> None:

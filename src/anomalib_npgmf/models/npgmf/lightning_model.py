@@ -139,6 +139,9 @@ class Npgmf(
             images' 0.9 quantile; 0.1, their 0.995 quantile, so normal parts painted at their usual distance from their
             kind do not raise the good images' false-positive level. Measured: that also erases a missing part's
             territory, so box's rule keeps 0 (model README, "A floor under the part map").
+        part_map_kind_scaled: Paint a part's distance to its kind above the mean of that kind's training parts, in
+            their spread, instead of as it is [ours, issue 18; needs ``part_in_map``], so a normal part at its kind's
+            usual distance paints (about) nothing. See the model README.
         part_kinds: Part kinds.
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
@@ -194,6 +197,7 @@ class Npgmf(
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
         part_map_floor: float = 0.0,
+        part_map_kind_scaled: bool = False,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -261,6 +265,7 @@ class Npgmf(
             part_in_map=part_in_map,
             part_map_weight=part_map_weight,
             part_map_floor=part_map_floor,
+            part_map_kind_scaled=part_map_kind_scaled,
             part_kinds=part_kinds,
             part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),

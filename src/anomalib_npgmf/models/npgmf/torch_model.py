@@ -176,6 +176,9 @@ class NpgmfModel(nn.Module):
             0.1: their 0.995 quantile) [ours, issue 18]: normal parts sit at a typical distance from their kind, and
             painting that lifts the good images' false-positive level over a scratch or a stain off the parts; a
             floor also erases a missing part's territory, so 0 is the default (measured on box, model README).
+        part_map_kind_scaled: Paint a part's distance to its kind above the mean of that kind's training parts, in
+            their spread (``PartNormalityPrior.scaled_in_kind``) [ours, issue 18]: a normal part at its kind's usual
+            distance then paints (about) nothing, where the plain distance paints it a few spreads high.
         part_kinds: Part kinds it clusters the training parts into.
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
@@ -232,6 +235,7 @@ class NpgmfModel(nn.Module):
         part_in_map: bool = False,
         part_map_weight: float = 8.0,
         part_map_floor: float = 0.0,
+        part_map_kind_scaled: bool = False,
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -249,6 +253,9 @@ class NpgmfModel(nn.Module):
         active |= {"part": use_part_prior, "part_map": use_part_prior and part_in_map}
         if part_in_map and not use_part_prior:
             msg = "part_in_map paints the part prior into the map: it needs use_part_prior true"
+            raise ValueError(msg)
+        if part_map_kind_scaled and not part_in_map:
+            msg = "part_map_kind_scaled scales the part map: it needs part_in_map true"
             raise ValueError(msg)
         if not any(active.values()):
             msg = "one of use_logical / use_structural / use_{global,patch,invariant,region,part}_prior must be true"
@@ -349,6 +356,7 @@ class NpgmfModel(nn.Module):
                 contrast=part_contrast,
                 num_categories=num_categories,
                 in_map=part_in_map,
+                kind_scaled=part_map_kind_scaled,
             )
         self.logical_norm = QuantileMapNormalizer()
         self.structural_norm = QuantileMapNormalizer()

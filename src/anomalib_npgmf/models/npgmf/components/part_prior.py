@@ -15,6 +15,8 @@ holds:
   their shape alone (log area, length, width): colour is what a kind is checked for, not what makes one;
 - each kind keeps its parts' spread per feature, and a part is as typical as its distance to the nearest kind in that
   kind's own spread;
+- with ``in_map`` the parts are painted into an anomaly map (:meth:`part_map`), optionally with each part's distance
+  scaled within its kind (``kind_scaled``);
 - an image is the vector (parts per kind among its ``max_parts`` largest, number of parts, the least typical part's
   distance), scored by the Mahalanobis distance to the normal images' Ledoit-Wolf Gaussian of those vectors.
 
@@ -53,6 +55,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # anomalib's default pre-processor normal
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALLEST_VARIANCE = 1e-3  # floor of a part's coordinate variance along an axis (a one-pixel-wide line), px²
 TERRITORY_REACH = 4  # px at 128x128 (scaled with the image's side): how far a kind's territory reaches past its parts
+DISTANCE_SPREAD_FLOOR = 0.1  # smallest spread of a kind's training parts' distances (in spreads), for kind_scaled
 
 
 def to_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -175,6 +178,8 @@ class PartNormalityPrior(CategoryGaussians):
         num_categories: Gaussians held.
         seed: Seeds k-means.
         in_map: Also paint the parts into an anomaly map (:meth:`part_map`); fits each kind's territory.
+        kind_scaled: Paint a part's distance to its kind standardised among that kind's training parts (needs
+            ``in_map``; :meth:`fit_kind_distances`), not as it is.
     """
 
     def __init__(
@@ -187,6 +192,7 @@ class PartNormalityPrior(CategoryGaussians):
         num_categories: int = 1,
         seed: int = 0,
         in_map: bool = False,
+        kind_scaled: bool = False,
     ) -> None:
         height, width = (int(side) for side in input_size)
         if min_area is None:
@@ -196,6 +202,9 @@ class PartNormalityPrior(CategoryGaussians):
                 "the part prior needs part_kinds >= 1, 0 < part_contrast < 1, part_min_area >= 1 and max_parts >= 1, "
                 f"got {kinds}, {contrast}, {min_area}, {max_parts}"
             )
+            raise ValueError(msg)
+        if kind_scaled and not in_map:
+            msg = "part_map_kind_scaled scales the part map: it needs part_in_map true"
             raise ValueError(msg)
         super().__init__(num_categories, int(kinds) + 2)
         self.kinds, self.contrast, self.min_area = int(kinds), float(contrast), int(min_area)
@@ -210,6 +219,10 @@ class PartNormalityPrior(CategoryGaussians):
             self.register_buffer("territory", torch.zeros(num_categories, height, width))
             self.register_buffer("vector_spread", torch.ones(num_categories, self.kinds + 2))
             self.register_buffer("territory_fitted", torch.tensor(False))
+        self.kind_scaled = bool(kind_scaled)
+        if self.kind_scaled:  # per category and kind: its training parts' distances' mean and spread
+            self.register_buffer("distance_mean", torch.zeros(num_categories, self.kinds))
+            self.register_buffer("distance_spread", torch.ones(num_categories, self.kinds))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
         """Refuse, by name, a checkpoint fitted before kinds had their own spread (its kinds were clustered on colour
@@ -225,6 +238,13 @@ class PartNormalityPrior(CategoryGaussians):
             msg = (
                 f"this checkpoint's part prior ({prefix.rstrip('.')}) was fitted without part_in_map, so it has no "
                 "part territories; build the model with part_in_map: false to load it, or fit it again"
+            )
+            raise ValueError(msg)
+        if self.kind_scaled and f"{prefix}centres" in state_dict and f"{prefix}distance_mean" not in state_dict:
+            msg = (
+                f"this checkpoint's part prior ({prefix.rstrip('.')}) was fitted without part_map_kind_scaled, so it "
+                "has no per-kind distance scale; build the model with part_map_kind_scaled: false to load it, or fit "
+                "it again"
             )
             raise ValueError(msg)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -320,6 +340,8 @@ class PartNormalityPrior(CategoryGaussians):
         labels, descriptors, valid = self.labelled_parts(images)
         category = self._categories(images, category_index)
         member, typicality = self.kinds_of(descriptors, valid, category)
+        if self.kind_scaled:
+            typicality = self.scaled_in_kind(member, typicality, category)
         largest = self._largest(descriptors, valid)  # counted as the image vector counts them
         counts = member.gather(1, largest[..., None].expand(-1, -1, self.kinds)).sum(dim=1)
         mean, spread = self.mean[category], self.vector_spread[category]
@@ -329,6 +351,36 @@ class PartNormalityPrior(CategoryGaussians):
         shortfall = ((mean[:, self.kinds] - valid.float().sum(dim=1)) / spread[:, self.kinds]).clamp_min(0.0)
         painted = torch.maximum(painted, shortfall[:, None, None] * self.territory[category])
         return painted[:, None] * self.territory_fitted.to(painted.dtype)
+
+    def scaled_in_kind(self, member: torch.Tensor, typicality: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """(B, P) each part's distance above its kind's training parts' mean, in their spread (0 at or below it): normal
+        parts sit a few spreads from their kind, and painted as it is that distance lifts the good images' map
+        (issue 18; measured and not kept by box's rule, model README "Part distances in their kind's spread")."""
+        share = member / member.sum(dim=2, keepdim=True).clamp_min(1.0)  # a tie splits; a non-part has no kind
+        mean = (share * self.distance_mean[category][:, None]).sum(dim=2)
+        spread = (share * self.distance_spread[category][:, None]).sum(dim=2) + (1.0 - share.sum(dim=2))
+        return ((typicality - mean) / spread).clamp_min(0.0)
+
+    @torch.no_grad()
+    def fit_kind_distances(self, samples: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
+        """Per category and kind: the mean and spread of its training parts' distances to their kind (the samples
+        :meth:`fit` reads, once the kinds are fitted); a kind with fewer than 2 parts keeps 0 and 1 (its distance as
+        it is)."""
+        samples = samples.to(self.centres.device, torch.float32)
+        rows = samples[:, 1:].reshape(samples.shape[0], self.max_parts, PART_FEATURES + 1)
+        index = checked_category_index(category_index, rows.shape[0], self.num_categories)
+        index = index.to(rows.device)
+        member, typicality = self.kinds_of(rows[..., 1:], rows[..., 0] > 0.5, index)
+        for category in range(self.num_categories):
+            chosen = index == category
+            for kind in range(self.kinds):
+                distances = typicality[chosen][member[chosen][..., kind] > 0].double()
+                mean, spread = 0.0, 1.0
+                if distances.numel() >= 2:
+                    mean = float(distances.mean())
+                    spread = max(float(distances.std(unbiased=False)), DISTANCE_SPREAD_FLOOR)
+                self.distance_mean[category, kind] = mean
+                self.distance_spread[category, kind] = spread
 
     @torch.no_grad()
     def fit(self, samples: torch.Tensor, category_index: torch.Tensor | None = None) -> None:
