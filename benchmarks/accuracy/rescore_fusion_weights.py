@@ -11,10 +11,11 @@ this equals the model built with the weights up to float rounding; ``tests/bench
 checks it):
 
     python benchmarks/accuracy/rescore_fusion_weights.py OUT_FOLDER --models Npgmf --seed 0 \\
-        [--weights 1,1,1,1 0,0.5,1,2] [--json FILE]
+        [--weights 1,1,1,1 0,0.5,1,2] [--part-map-weights 4 8] [--map-only] [--json FILE]
 
 Prints, per choice (local logical, structural, global, patch weights), raw logical / structural image AUROC and
-AU-sPRO and anomalib's pixel AUROC over every pixel of every test image.
+AU-sPRO and anomalib's pixel AUROC over every pixel of every test image. With ``--part-map-weights`` (a run with the
+part map), each choice at each part map weight, keyed "<choice> part map <weight>"; without, the run's own.
 """
 
 import argparse
@@ -68,21 +69,27 @@ def part_scores(model: torch.nn.Module, datamodule) -> PartScores:
 
 
 def fused(
-    parts: PartScores, shares: dict[str, float], score_parts: tuple[str, ...], local_weight: float = 1.0
+    parts: PartScores,
+    shares: dict[str, float],
+    score_parts: tuple[str, ...],
+    local_weight: float = 1.0,
+    score_shares: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """(maps (N, H·W), image scores (N,)) of the model with these shares, as ``NpgmfModel.forward`` computes them
-    (``local_weight``: the run's ``local_score_weight``, which scales the maps' maximum in the image score)."""
+    (``local_weight``: the run's ``local_score_weight``, which scales the maps' maximum in the image score;
+    ``score_shares``: the image score's own, as ``score_fusion_weights`` sets them; ``None``: ``shares``)."""
     maps = sum(shares[part] * parts.scored.extra_maps[part] for part in parts.local)
     scored_local = [part for part in parts.local if part in score_parts]
-    if len(scored_local) == len(parts.local):
+    weights = shares if score_shares is None else score_shares
+    if len(scored_local) == len(parts.local) and score_shares is None:
         scores = local_weight * maps.amax(dim=1)
     elif scored_local:
-        scores = local_weight * sum(shares[part] * parts.scored.extra_maps[part] for part in scored_local).amax(dim=1)
+        scores = local_weight * sum(weights[part] * parts.scored.extra_maps[part] for part in scored_local).amax(dim=1)
     else:
         scores = torch.zeros(maps.shape[0])
     for part in parts.image_level:
         if part in score_parts:
-            scores = scores + shares[part] * parts.scored.extra_maps[part][:, 0]
+            scores = scores + weights[part] * parts.scored.extra_maps[part][:, 0]
     return maps, scores
 
 
@@ -101,21 +108,37 @@ def figures(parts: PartScores, maps: torch.Tensor, scores: torch.Tensor) -> dict
 
 
 def rescore(
-    model: torch.nn.Module, folder: Path, category: str, choices=DEFAULT_CHOICES
+    model: torch.nn.Module,
+    folder: Path,
+    category: str,
+    choices=DEFAULT_CHOICES,
+    part_map_weights: tuple[float, ...] | None = None,
+    map_only: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """{"a,b,c,d": figures} for each choice of ``fusion_weights``, the run's invariant / region / part weights kept."""
+    """{"a,b,c,d": figures} for each choice of ``fusion_weights``, the run's invariant / region / part weights kept;
+    with ``part_map_weights``, {"a,b,c,d part map w": figures} for each choice at each part map weight. A choice
+    moves the image score too, unless ``map_only`` or the run scores with its own ``score_fusion_weights``: then
+    the image score stays the run's (as ``score_fusion_weights`` keeps it)."""
     datamodule = loco_datamodule(folder / "data", category)
     datamodule.setup("test")
     parts = part_scores(model, datamodule)
     invariant = model.model.current_invariant_weight  # chosen at fit time, or as built
     region = float(model.hparams.get("region_weight", 0.0))
     part = model.model.current_part_weight  # chosen at fit time, or as built
-    part_map = part_map_weight(model)
+    if part_map_weights and not model.model.part_in_map:
+        msg = f"{folder}: --part-map-weights needs a run with the part map (part_in_map: true)"
+        raise ValueError(msg)
+    own_score = map_only or model.model.score_weights is not model.model.fusion_weights
     result = {}
     for choice in choices:
-        shares = fusion_shares(choice, invariant, region, part, part_map)
-        maps, scores = fused(parts, shares, model.model.score_parts, model.model.local_score_weight)
-        result[",".join(f"{weight:g}" for weight in choice)] = figures(parts, maps, scores)
+        for part_map in part_map_weights or (part_map_weight(model),):
+            shares = fusion_shares(choice, invariant, region, part, part_map)
+            score_shares = None
+            if own_score:
+                score_shares = fusion_shares(model.model._score_weights_built_with, invariant, region, part, part_map)
+            maps, scores = fused(parts, shares, model.model.score_parts, model.model.local_score_weight, score_shares)
+            key = ",".join(f"{weight:g}" for weight in choice)
+            result[f"{key} part map {part_map:g}" if part_map_weights else key] = figures(parts, maps, scores)
     return result
 
 
@@ -139,11 +162,14 @@ def _choice(text: str) -> tuple[float, ...]:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", nargs="+", type=_choice, default=list(DEFAULT_CHOICES))
+    parser.add_argument("--part-map-weights", nargs="+", type=float, help="part map weights (default: the run's)")
+    parser.add_argument("--map-only", action="store_true", help="the image score stays the run's")
 
 
 def main(argv: list[str] | None = None) -> int:
     def measure(model: torch.nn.Module, folder: Path, category: str, arguments: argparse.Namespace) -> dict:
-        return rescore(model, folder, category, tuple(arguments.weights))
+        part_map_weights = tuple(arguments.part_map_weights) if arguments.part_map_weights else None
+        return rescore(model, folder, category, tuple(arguments.weights), part_map_weights, arguments.map_only)
 
     return saved_runs.run_script(__doc__.splitlines()[0], measure, show, argv, ["Npgmf"], options)
 

@@ -52,6 +52,7 @@ def rescore(
     datamodule.setup("test")
     parts = part_scores(model, datamodule)
     fusion = list(model.hparams.get("fusion_weights", (1.0, 1.0, 1.0, 1.0)))
+    score_fusion = model.hparams.get("score_fusion_weights")  # the image score's own, when set apart
     invariant = net.current_invariant_weight
     region = float(model.hparams.get("region_weight", 0.0))
     trained = parts.scored.extra_maps["part"]  # as the model scores it (floored if it was built with part_floor)
@@ -61,7 +62,10 @@ def rescore(
         for weight in weights:
             key = f"{weight:g}" if floor is None else f"{weight:g}@{floor:g}"
             shares = fusion_shares(fusion, invariant, region, weight, part_map_weight(model))
-            maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight)
+            score_shares = None
+            if score_fusion is not None:
+                score_shares = fusion_shares(list(score_fusion), invariant, region, weight, part_map_weight(model))
+            maps, scores = fused(parts, shares, net.score_parts, net.local_score_weight, score_shares)
             result[key] = figures(parts, maps, scores)
             if by_kind:
                 result[key] |= kind_aurocs(folder, category, parts.scored.results.image_paths, scores)

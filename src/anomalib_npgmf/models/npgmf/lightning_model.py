@@ -146,6 +146,9 @@ class Npgmf(
         part_contrast: Colour distance (RGB, 0-1) from the median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global, patch) normalised maps; three values
             (older configs) give the patch map the structural map's weight.
+        score_fusion_weights: The same weights for the image score only [ours, issue 18]; ``None`` (default):
+            ``fusion_weights``. The CPU demo config weighs the patch and part maps up in the map (16 and 32, chosen on
+            box) and keeps the image score at ``[1, 1, 1, 1]``. See the model README.
         blur_sigma: Gaussian smoothing of the maps in pixels of the input (> 0); 4, ReverseDistillation's, suits
             256 px (see the model README for other sizes).
         learning_rate: Adam learning rate of both students.
@@ -201,6 +204,7 @@ class Npgmf(
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        score_fusion_weights: Sequence[float] | None = None,
         blur_sigma: float = 4.0,
         learning_rate: float = 0.005,
         pre_processor: PreProcessor | bool = True,
@@ -269,6 +273,7 @@ class Npgmf(
             part_kinds=part_kinds,
             part_contrast=part_contrast,
             fusion_weights=tuple(fusion_weights),
+            score_fusion_weights=None if score_fusion_weights is None else tuple(score_fusion_weights),
             raw_embedding=switches["raw_embedding"] or codebook_size == 0,
             global_in_map=global_in_map,
             score_parts=score_parts,

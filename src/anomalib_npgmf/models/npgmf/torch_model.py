@@ -183,6 +183,9 @@ class NpgmfModel(nn.Module):
         part_contrast: Colour distance (RGB, 0-1) from the image's median colour that makes a pixel part of a part.
         fusion_weights: Weights of the (local logical, structural, global[, patch]) normalised maps in the fused map;
             three values give the patch map the structural map's weight.
+        score_fusion_weights: The same four weights for the image score only (its local maps' maximum and the
+            image-level priors' shares) [ours, issue 18: image and pixel scores need not come from one fused map];
+            ``None``: ``fusion_weights``. Lets the map weigh the patch and part maps up without moving the image score.
         blur_sigma: Gaussian smoothing of each branch's map (RD/EfficientAD use 4 at 256 px).
         score_parts: Which parts make the image score (issue 18) [ours]; ``None``: all of them but the part map, the
             maximum of the fused map (plus the image-level distances). E.g. ``("global", "patch")``: the image score
@@ -239,6 +242,7 @@ class NpgmfModel(nn.Module):
         part_kinds: int = 8,
         part_contrast: float = 40 / 255,
         fusion_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        score_fusion_weights: Sequence[float] | None = None,
         blur_sigma: float = 4.0,
         raw_embedding: bool = True,
         global_in_map: bool = False,
@@ -288,12 +292,13 @@ class NpgmfModel(nn.Module):
             msg = "choose_part_weight weighs the part prior in the image score: it needs use_part_prior true and "
             msg += "image_level_fusion 'sum'"
             raise ValueError(msg)
-        if len(fusion_weights) not in (3, 4) or min(fusion_weights) < 0 or sum(fusion_weights) <= 0:
-            msg = (
-                "fusion_weights must be three or four non-negative numbers (local logical, structural, global"
-                f"[, patch]) with a positive sum, got {list(fusion_weights)}"
-            )
-            raise ValueError(msg)
+        for name, values in (("fusion_weights", fusion_weights), ("score_fusion_weights", score_fusion_weights)):
+            if values is not None and (len(values) not in (3, 4) or min(values) < 0 or sum(values) <= 0):
+                msg = (
+                    f"{name} must be three or four non-negative numbers (local logical, structural, global"
+                    f"[, patch]) with a positive sum, got {list(values)}"
+                )
+                raise ValueError(msg)
         self.input_size = tuple(input_size)
         self.encoder = FrozenEncoder(backbone, pre_trained, backbone_weights)
         if len(self.encoder.channels) != 4:
@@ -372,6 +377,13 @@ class NpgmfModel(nn.Module):
         )
         # what fusion_shares rescales when a weight is chosen (the chosen weights themselves: _weight_built)
         self._weights_built_with = (tuple(fusion_weights), float(region_weight), float(part_map_weight))
+        # the image score's shares: the map's own dict unless set apart (then every score-side use reads this one)
+        self._score_weights_built_with = tuple(fusion_weights if score_fusion_weights is None else score_fusion_weights)
+        self.score_weights = self.fusion_weights
+        if score_fusion_weights is not None:
+            self.score_weights = fusion_shares(
+                score_fusion_weights, invariant_weight, region_weight, part_weight, part_map_weight
+            )
         self._weight_built = {"invariant": float(invariant_weight), "part": float(part_weight)}
         self.choose_invariant_weight = bool(choose_invariant_weight)
         self.choose_part_weight = bool(choose_part_weight)
@@ -536,7 +548,7 @@ class NpgmfModel(nn.Module):
         images' maxima when ``calibrated_local_score`` is on), times ``local_score_weight``."""
         maximum = torch.amax(fused_map, dim=(-3, -2, -1))
         if self.local_score_norm is not None:
-            share = sum(self.fusion_weights[part] for part in self.local_score_parts)
+            share = sum(self.score_weights[part] for part in self.local_score_parts)
             maximum = share * self.local_score_norm(maximum)
         return maximum if self.local_score_weight == 1.0 else self.local_score_weight * maximum
 
@@ -547,7 +559,10 @@ class NpgmfModel(nn.Module):
         parts = self.local_score_parts
         if self.local_score_norm is None or not parts:
             return
-        fused = (self.fuse({part: raw[part][index][None] for part in parts}) for index in range(len(raw[parts[0]])))
+        fused = (
+            self.fuse({part: raw[part][index][None] for part in parts}, self.score_weights)
+            for index in range(len(raw[parts[0]]))
+        )
         self.local_score_norm.fit(torch.stack([torch.amax(fused_map) for fused_map in fused]).cpu())
 
     @property
@@ -586,23 +601,27 @@ class NpgmfModel(nn.Module):
         self._apply_chosen_weights()
 
     def _apply_chosen_weights(self) -> None:
-        fusion_weights, region_weight, part_map_weight = self._weights_built_with
-        shares = fusion_shares(
-            fusion_weights, self.current_invariant_weight, region_weight, self.current_part_weight, part_map_weight
-        )
-        for prior in ("invariant", "part"):
-            if getattr(self, f"choose_{prior}_weight"):
-                self.fusion_weights[prior] = shares[prior]
+        _, region_weight, part_map_weight = self._weights_built_with
+        for weights, built in (
+            (self.fusion_weights, self._weights_built_with[0]),
+            (self.score_weights, self._score_weights_built_with),
+        ):
+            shares = fusion_shares(
+                built, self.current_invariant_weight, region_weight, self.current_part_weight, part_map_weight
+            )
+            for prior in ("invariant", "part"):
+                if getattr(self, f"choose_{prior}_weight"):
+                    weights[prior] = shares[prior]
 
     def part_free_image_level_score(self, distances: dict[str, torch.Tensor]) -> torch.Tensor:
         """The image-level priors' share of the image score without the part prior, in units of one ``part_weight``
         (so ``this + weight x part distance`` ranks images as the image score's image-level part does at that
         weight); ``distances``: :meth:`image_level_distances`."""
-        unit = fusion_shares(self._weights_built_with[0], part_weight=1.0)["part"]
+        unit = fusion_shares(self._score_weights_built_with, part_weight=1.0)["part"]
         score = torch.zeros_like(distances["part"], dtype=torch.float64)
         for part in self.image_level_parts:
             if part != "part" and part in self.score_parts:
-                score = score + self.fusion_weights[part] / unit * distances[part].double()
+                score = score + self.score_weights[part] / unit * distances[part].double()
         return score
 
     @torch.no_grad()
@@ -626,10 +645,11 @@ class NpgmfModel(nn.Module):
         when it is off)."""
         return getattr(self, f"{part}_norm")
 
-    def fuse(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum."""
+    def fuse(self, raw: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
+        """Normalise each part's map (or image-level value) on its normal-image quantiles and take the weighted sum
+        (with the map's ``fusion_weights`` shares, or ``weights``: the image score's)."""
         normalizers = {part: self.normalizer(part) for part in raw}
-        return fuse_normalised(raw, normalizers, self.fusion_weights, floors=self.map_floors)
+        return fuse_normalised(raw, normalizers, self.fusion_weights if weights is None else weights, self.map_floors)
 
     def map_normalised(self, part: str, raw_map: torch.Tensor) -> torch.Tensor:
         """One map part normalised as :meth:`fuse` adds it (the part map floored), for scripts that reweigh parts."""
@@ -653,10 +673,10 @@ class NpgmfModel(nn.Module):
         image_level = {part: maps.pop(part) for part in self.image_level_parts if part in maps}
         anomaly_map = self.blur(self.fuse(maps))
         scored = {part: part_map for part, part_map in maps.items() if part in self.score_parts}
-        if len(scored) == len(maps):
+        if len(scored) == len(maps) and self.score_weights is self.fusion_weights:
             pred_score = self.local_score(anomaly_map)
-        elif scored:  # the image score reads fewer parts than the map shows
-            pred_score = self.local_score(self.blur(self.fuse(scored)))
+        elif scored:  # the image score reads fewer parts than the map shows, or weighs them apart
+            pred_score = self.local_score(self.blur(self.fuse(scored, self.score_weights)))
         else:
             pred_score = torch.zeros(images.shape[0], device=images.device, dtype=anomaly_map.dtype)
         scored_values = {part: value[:, 0, 0, 0] for part, value in image_level.items() if part in self.score_parts}
@@ -665,7 +685,7 @@ class NpgmfModel(nn.Module):
         else:
             for part, value in scored_values.items():
                 # the same score as with the constant map in the fused map: max(m + c) = max(m) + c
-                pred_score = pred_score + self.fusion_weights[part] * self.image_level_normalised(part, value)
+                pred_score = pred_score + self.score_weights[part] * self.image_level_normalised(part, value)
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
     def image_level_normalised(self, part: str, value: torch.Tensor) -> torch.Tensor:
@@ -680,7 +700,7 @@ class NpgmfModel(nn.Module):
         """``image_level_fusion="max"``: the largest normalised image-level distance, times the parts' summed shares
         (so with one part, or parts that agree, it equals the weighted sum)."""
         normalised = torch.stack([self.image_level_normalised(part, value) for part, value in values.items()])
-        share = sum(self.fusion_weights[part] for part in values)
+        share = sum(self.score_weights[part] for part in values)
         return share * torch.amax(normalised, dim=0)
 
 
